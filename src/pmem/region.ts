@@ -25,7 +25,9 @@ export type DurabilityClass =
   /** An ordinary file flushed with msync: survives power loss, slowly. */
   | 'msync'
   /** An in-process simulation with an explicit durable image (tests). */
-  | 'simulated';
+  | 'simulated'
+  /** Plain DRAM, persists are no-ops: the paper's DRAM-flank baseline, for benchmarks only. */
+  | 'volatile';
 
 export interface PmemRegion {
   /** Name for error messages (a path, or a simulated name). */

@@ -3,10 +3,11 @@
 //
 // Model (x86 + ADR, what PMDK assumes):
 //   * the code stores into `live`; nothing reaches the media until its cache line is written back;
-//   * persist(o, n) writes back every 64-byte line covering [o, o+n) - whole lines, so bytes that
-//     share a line with the range become durable too, exactly as CLWB does;
-//   * flush(o, n) snapshots those lines as they are now; drain() makes the snapshots durable.
-//     Stores after a flush and before the drain are not covered by it;
+//   * flush(o, n) snapshots every 64-byte line covering [o, o+n) as it is now - whole lines, so
+//     bytes that share a line with the range are written back too, exactly as CLWB does;
+//     drain() (SFENCE) makes every snapshot taken so far durable, oldest first. Stores after a
+//     flush and before the drain are not covered by it;
+//   * persist(o, n) is flush + drain, so it also completes every earlier flush;
 //   * at a crash, any line may also have been evicted by the cache at any earlier moment, so every
 //     8-byte word that differs between `live` and the durable image independently holds either
 //     value (aligned 8-byte stores are atomic, so a word is never torn). Words written twice since
@@ -30,10 +31,8 @@ export class SimulatedRegion implements PmemRegion {
   private durable: Uint8Array;
   private pending: PendingFlush[] = [];
   private closed = false;
-  /** Counts write-backs; crash tests use it to pick a random instant to crash at. */
-  persistCount = 0;
   /** Called after every persist/drain; a test may throw from it to stop the program mid-operation. */
-  onPersist: ((count: number) => void) | undefined;
+  onPersist: (() => void) | undefined;
 
   private constructor(
     readonly path: string,
@@ -66,12 +65,10 @@ export class SimulatedRegion implements PmemRegion {
     return this.live.buffer as ArrayBuffer;
   }
 
+  /** flush + drain: the fence also completes every earlier flush, oldest first. */
   persist(offset: number, length: number): void {
-    this.checkOpen();
-    checkRange(offset, length, this.live.length, this.path);
-    const [start, end] = this.lineSpan(offset, length);
-    this.durable.set(this.live.subarray(start, end), start);
-    this.afterWriteBack();
+    this.flush(offset, length);
+    this.drain();
   }
 
   flush(offset: number, length: number): void {
@@ -100,18 +97,27 @@ export class SimulatedRegion implements PmemRegion {
     detach(old);
   }
 
+  /** Unmaps: views handed out fail from now on; the media keeps the contents (see reopen()). */
   close(): void {
     if (this.closed) return;
+    const kept = this.live.slice();
     detach(this.live);
+    this.live = kept;
     this.closed = true;
+  }
+
+  /** A new handle on the same media, as opening the file again after close() gives. */
+  reopen(): SimulatedRegion {
+    const region = new SimulatedRegion(this.path, this.live, this.durable);
+    region.pending = this.pending;
+    return region;
   }
 
   /**
    * The bytes a power failure at this instant could leave on the media. Deterministic per seed.
-   * REQUIRES: the region is open. The region itself is unchanged.
+   * Works on a closed handle too (it describes the media). The region itself is unchanged.
    */
   crash(seed: number): Uint8Array {
-    this.checkOpen();
     const image = this.durable.slice();
     const random = new Random(seed);
     // Flushed-but-undrained lines may have reached the media or not, word by word, like any store.
@@ -122,7 +128,6 @@ export class SimulatedRegion implements PmemRegion {
 
   /** The durable image if the power failed now and no unflushed word happened to be written back. */
   durableImage(): Uint8Array {
-    this.checkOpen();
     return this.durable.slice();
   }
 
@@ -133,8 +138,7 @@ export class SimulatedRegion implements PmemRegion {
   }
 
   private afterWriteBack(): void {
-    this.persistCount++;
-    this.onPersist?.(this.persistCount);
+    this.onPersist?.();
   }
 
   private checkOpen(): void {
@@ -174,5 +178,5 @@ function resized(bytes: Uint8Array, size: number): Uint8Array {
 
 /** Detaches the buffer behind `bytes` so stale views fail loudly, like an unmapped mapping. */
 function detach(bytes: Uint8Array): void {
-  structuredClone(bytes.buffer, { transfer: [bytes.buffer] });
+  structuredClone(bytes.buffer, { transfer: [bytes.buffer as ArrayBuffer] });
 }

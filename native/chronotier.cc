@@ -1,0 +1,290 @@
+// chronotier's native addon: the few things JavaScript cannot do - map a file and hand JS an
+// ArrayBuffer over it, write cache lines back (libpmem), msync, and take an advisory lock.
+// No logic lives here; src/native.ts is the only module that loads it.
+//
+// Built twice from this one source (binding.gyp): with CHRONOTIER_WITH_LIBPMEM when libpmem is
+// installed, and always without it (mmap + msync), so both paths are built and tested.
+
+#include <napi.h>
+#include <uv.h>
+
+#include <cerrno>
+#include <cstring>
+#include <mutex>
+#include <string>
+#include <unordered_map>
+
+#include <fcntl.h>
+#include <sys/file.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#ifdef CHRONOTIER_WITH_LIBPMEM
+#include <libpmem.h>
+#define CHRONOTIER_VARIANT "libpmem"
+#else
+#define CHRONOTIER_VARIANT "msync"
+#endif
+
+namespace {
+
+// One per mapping. The external ArrayBuffer's finalizer owns it; an explicit unmap marks it so
+// the finalizer does not unmap twice. The registry lets unmap() find the mapping of a buffer
+// and guards against a late finalizer unmapping an address that a newer mapping reuses.
+struct Mapping {
+  void* address;
+  size_t length;
+  bool unmapped;
+};
+
+std::mutex registry_mutex;
+std::unordered_map<void*, Mapping*> registry;
+
+void ThrowErrno(Napi::Env env, int error, const char* syscall, const std::string& path) {
+  const char* code = uv_err_name(-error);
+  Napi::Error failure = Napi::Error::New(env, std::string(code) + ": " + syscall + " failed on " + path + ": " + std::strerror(error));
+  failure.Set("code", code);
+  failure.Set("syscall", syscall);
+  failure.Set("path", path);
+  failure.Set("errno", Napi::Number::New(env, -error));
+  failure.ThrowAsJavaScriptException();
+}
+
+void ThrowRange(Napi::Env env, const char* message) {
+  Napi::RangeError::New(env, message).ThrowAsJavaScriptException();
+}
+
+void UnmapAddress(void* address, size_t length) {
+#ifdef CHRONOTIER_WITH_LIBPMEM
+  pmem_unmap(address, length);
+#else
+  munmap(address, length);
+#endif
+}
+
+// Marks the mapping at `address` unmapped and unmaps it, unless that already happened.
+void ReleaseMapping(void* address, Mapping* only) {
+  Mapping* mapping = nullptr;
+  {
+    std::lock_guard<std::mutex> lock(registry_mutex);
+    auto found = registry.find(address);
+    if (found == registry.end() || (only != nullptr && found->second != only) || found->second->unmapped) return;
+    mapping = found->second;
+    mapping->unmapped = true;
+    registry.erase(found);
+  }
+  UnmapAddress(mapping->address, mapping->length);
+}
+
+void FinalizeMapping(Napi::Env, void* address, Mapping* mapping) {
+  ReleaseMapping(address, mapping);
+  delete mapping;
+}
+
+#ifdef CHRONOTIER_WITH_LIBPMEM
+void* MapFile(Napi::Env env, const std::string& path, size_t size, bool create, size_t* length, bool* is_pmem) {
+  int flags = create ? (PMEM_FILE_CREATE | PMEM_FILE_SPARSE) : 0;
+  int pmem = 0;
+  // Never shrink: an existing file larger than `size` is mapped whole.
+  struct stat st;
+  if (create && stat(path.c_str(), &st) == 0 && static_cast<size_t>(st.st_size) > size) size = st.st_size;
+  void* address = pmem_map_file(path.c_str(), create ? size : 0, flags, 0644, length, &pmem);
+  if (address == nullptr) {
+    ThrowErrno(env, errno, "pmem_map_file", path);
+    return nullptr;
+  }
+  *is_pmem = pmem != 0;
+  return address;
+}
+#else
+void* MapFile(Napi::Env env, const std::string& path, size_t size, bool create, size_t* length, bool* is_pmem) {
+  int fd = open(path.c_str(), O_RDWR | (create ? O_CREAT : 0), 0644);
+  if (fd < 0) {
+    ThrowErrno(env, errno, "open", path);
+    return nullptr;
+  }
+  struct stat st;
+  if (fstat(fd, &st) != 0 || (create && static_cast<size_t>(st.st_size) < size && ftruncate(fd, size) != 0)) {
+    int error = errno;
+    close(fd);
+    ThrowErrno(env, error, "ftruncate", path);
+    return nullptr;
+  }
+  *length = create && static_cast<size_t>(st.st_size) < size ? size : st.st_size;
+  void* address = *length == 0 ? MAP_FAILED : mmap(nullptr, *length, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+  int error = *length == 0 ? EINVAL : errno;
+  close(fd);
+  if (address == MAP_FAILED) {
+    ThrowErrno(env, error, "mmap", path);
+    return nullptr;
+  }
+  *is_pmem = false;
+  return address;
+}
+#endif
+
+// map(path, size, create) -> { buffer: ArrayBuffer, isPmem: boolean }
+Napi::Value Map(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  if (info.Length() < 3 || !info[0].IsString() || !info[1].IsNumber() || !info[2].IsBoolean()) {
+    Napi::TypeError::New(env, "map(path: string, size: number, create: boolean)").ThrowAsJavaScriptException();
+    return env.Undefined();
+  }
+  std::string path = info[0].As<Napi::String>();
+  double requested = info[1].As<Napi::Number>().DoubleValue();
+  if (requested < 0 || requested > 9007199254740991.0) {
+    ThrowRange(env, "size out of range");
+    return env.Undefined();
+  }
+  size_t length = 0;
+  bool is_pmem = false;
+  void* address = MapFile(env, path, static_cast<size_t>(requested), info[2].As<Napi::Boolean>(), &length, &is_pmem);
+  if (address == nullptr) return env.Undefined();
+  Mapping* mapping = new Mapping{address, length, false};
+  {
+    std::lock_guard<std::mutex> lock(registry_mutex);
+    registry[address] = mapping;
+  }
+  Napi::Object result = Napi::Object::New(env);
+  result.Set("buffer", Napi::ArrayBuffer::New(env, address, length, FinalizeMapping, mapping));
+  result.Set("isPmem", Napi::Boolean::New(env, is_pmem));
+  return result;
+}
+
+// unmap(buffer): detaches the buffer (so stale views fail loudly) and unmaps it.
+Napi::Value Unmap(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  if (info.Length() < 1 || !info[0].IsArrayBuffer()) {
+    Napi::TypeError::New(env, "unmap(buffer: ArrayBuffer)").ThrowAsJavaScriptException();
+    return env.Undefined();
+  }
+  Napi::ArrayBuffer buffer = info[0].As<Napi::ArrayBuffer>();
+  void* address = buffer.Data();
+  buffer.Detach();
+  ReleaseMapping(address, nullptr);
+  return env.Undefined();
+}
+
+// Resolves (buffer, offset, length) to an address range inside the buffer, or throws.
+bool RangeOf(const Napi::CallbackInfo& info, char** address, size_t* length) {
+  Napi::Env env = info.Env();
+  if (info.Length() < 3 || !info[0].IsArrayBuffer() || !info[1].IsNumber() || !info[2].IsNumber()) {
+    Napi::TypeError::New(env, "expected (buffer: ArrayBuffer, offset: number, length: number)").ThrowAsJavaScriptException();
+    return false;
+  }
+  Napi::ArrayBuffer buffer = info[0].As<Napi::ArrayBuffer>();
+  double offset = info[1].As<Napi::Number>().DoubleValue();
+  double size = info[2].As<Napi::Number>().DoubleValue();
+  if (!(offset >= 0) || !(size >= 0) || offset + size > static_cast<double>(buffer.ByteLength()) || buffer.Data() == nullptr) {
+    ThrowRange(env, "range is outside the mapping");
+    return false;
+  }
+  *address = static_cast<char*>(buffer.Data()) + static_cast<size_t>(offset);
+  *length = static_cast<size_t>(size);
+  return true;
+}
+
+bool MsyncRange(Napi::Env env, char* address, size_t length) {
+  if (length == 0) return true;
+  uintptr_t page = static_cast<uintptr_t>(sysconf(_SC_PAGESIZE));
+  uintptr_t start = reinterpret_cast<uintptr_t>(address) & ~(page - 1);
+  if (msync(reinterpret_cast<void*>(start), reinterpret_cast<uintptr_t>(address) + length - start, MS_SYNC) != 0) {
+    ThrowErrno(env, errno, "msync", "mapping");
+    return false;
+  }
+  return true;
+}
+
+// persist(buffer, offset, length): CPU cache write-back + fence (libpmem), else msync.
+Napi::Value Persist(const Napi::CallbackInfo& info) {
+  char* address;
+  size_t length;
+  if (!RangeOf(info, &address, &length)) return info.Env().Undefined();
+#ifdef CHRONOTIER_WITH_LIBPMEM
+  pmem_persist(address, length);
+#else
+  MsyncRange(info.Env(), address, length);
+#endif
+  return info.Env().Undefined();
+}
+
+// flush(buffer, offset, length): starts the write-back; durable after drain() (msync: at once).
+Napi::Value Flush(const Napi::CallbackInfo& info) {
+  char* address;
+  size_t length;
+  if (!RangeOf(info, &address, &length)) return info.Env().Undefined();
+#ifdef CHRONOTIER_WITH_LIBPMEM
+  pmem_flush(address, length);
+#else
+  MsyncRange(info.Env(), address, length);
+#endif
+  return info.Env().Undefined();
+}
+
+Napi::Value Drain(const Napi::CallbackInfo& info) {
+#ifdef CHRONOTIER_WITH_LIBPMEM
+  pmem_drain();
+#endif
+  return info.Env().Undefined();
+}
+
+// msync(buffer, offset, length): for mappings that are not PMem.
+Napi::Value Msync(const Napi::CallbackInfo& info) {
+  char* address;
+  size_t length;
+  if (!RangeOf(info, &address, &length)) return info.Env().Undefined();
+  MsyncRange(info.Env(), address, length);
+  return info.Env().Undefined();
+}
+
+// lock(path) -> fd holding an exclusive flock; throws with code EWOULDBLOCK if held elsewhere.
+Napi::Value Lock(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  if (info.Length() < 1 || !info[0].IsString()) {
+    Napi::TypeError::New(env, "lock(path: string)").ThrowAsJavaScriptException();
+    return env.Undefined();
+  }
+  std::string path = info[0].As<Napi::String>();
+  int fd = open(path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0644);
+  if (fd < 0) {
+    ThrowErrno(env, errno, "open", path);
+    return env.Undefined();
+  }
+  if (flock(fd, LOCK_EX | LOCK_NB) != 0) {
+    int error = errno;
+    close(fd);
+    ThrowErrno(env, error, "flock", path);
+    return env.Undefined();
+  }
+  return Napi::Number::New(env, fd);
+}
+
+Napi::Value Unlock(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  if (info.Length() < 1 || !info[0].IsNumber()) {
+    Napi::TypeError::New(env, "unlock(fd: number)").ThrowAsJavaScriptException();
+    return env.Undefined();
+  }
+  int fd = info[0].As<Napi::Number>().Int32Value();
+  flock(fd, LOCK_UN);
+  close(fd);
+  return env.Undefined();
+}
+
+Napi::Object Init(Napi::Env env, Napi::Object exports) {
+  exports.Set("variant", Napi::String::New(env, CHRONOTIER_VARIANT));
+  exports.Set("map", Napi::Function::New(env, Map));
+  exports.Set("unmap", Napi::Function::New(env, Unmap));
+  exports.Set("persist", Napi::Function::New(env, Persist));
+  exports.Set("flush", Napi::Function::New(env, Flush));
+  exports.Set("drain", Napi::Function::New(env, Drain));
+  exports.Set("msync", Napi::Function::New(env, Msync));
+  exports.Set("lock", Napi::Function::New(env, Lock));
+  exports.Set("unlock", Napi::Function::New(env, Unlock));
+  return exports;
+}
+
+}  // namespace
+
+NODE_API_MODULE(NODE_GYP_MODULE_NAME, Init)
