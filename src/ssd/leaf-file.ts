@@ -1,0 +1,130 @@
+// The leaf file (paper §4.2): one per stream, an append-only sequence of framed records
+// (record.ts) - first a FILE_HEADER record binding the file to its store and stream, then one LEAF
+// record per closed leaf: the leaf's rows, encoded column by column and LZ4-compressed
+// (leaf/codec.ts). Leaf ids grow with the file offset, so the file is written sequentially and
+// the translation array (tree/translation-array.ts) maps a leaf id to its record.
+//
+// Persistence rule: a record is durable only after sync() (fdatasync); the tree sets a leaf's
+// translation slot only after that. Recovery scans forward from the last trusted record and
+// truncates the file at the first record that is torn, corrupt or unexpected.
+// Every read verifies the record (magic, CRC, kind, node id, lengths) before decoding it: a
+// translation slot pointing at the wrong bytes is a CorruptionError, never a wrong answer.
+
+import { CorruptionError } from '../errors.js';
+import type { LeafCache, CacheStats } from '../cache/leaf-cache.js';
+import { decodeLeaf, encodeLeaf } from '../leaf/codec.js';
+import type { Schema } from '../schema.js';
+import { RecordKind, encodeRecord, readRecordAt, scanForward } from './record.js';
+import type { SsdFile } from './file.js';
+
+/** Where a record lies in the leaf file. */
+export interface LeafLocation {
+  readonly offset: number;
+  readonly length: number;
+}
+
+export interface RecoveredLeaf {
+  readonly leafId: number;
+  readonly location: LeafLocation;
+}
+
+/** What the tree needs from the SSD tier. */
+export interface LeafSink {
+  readonly path: string;
+  /** Offset of the first leaf record (just after the file's header record). */
+  readonly firstRecordOffset: number;
+  append(leafId: number, rows: Uint8Array, count: number): LeafLocation;
+  sync(): void;
+  /** The decoded rows of leaf `leafId`; the buffer is shared with the cache and must not be modified. */
+  read(leafId: number, location: LeafLocation, count: number): Uint8Array;
+  /** Intact leaf records from `offset` on, in file order, until the first bad one or the end. */
+  scanFrom(offset: number): Iterable<RecoveredLeaf>;
+  /** Drops everything after byte `end`. */
+  truncate(end: number): void;
+}
+
+const HEADER_PAYLOAD_BYTES = 20;
+
+export class LeafFile implements LeafSink {
+  private constructor(
+    private readonly file: SsdFile,
+    readonly firstRecordOffset: number,
+    private readonly schema: Schema,
+    private readonly cache: LeafCache,
+  ) {}
+
+  /** Starts a new leaf file: the header record, synced. */
+  static initialize(file: SsdFile, storeId: Uint8Array, streamId: number): void {
+    file.append(encodeRecord(RecordKind.FileHeader, 0, 0, headerPayload(storeId, streamId), HEADER_PAYLOAD_BYTES));
+    file.sync();
+  }
+
+  /** Opens a leaf file, refusing one that belongs to another store or stream. */
+  static open(file: SsdFile, storeId: Uint8Array, streamId: number, schema: Schema, cache: LeafCache): LeafFile {
+    const { header, payload } = readRecordAt(file, 0);
+    const expected = headerPayload(storeId, streamId);
+    if (header.kind !== RecordKind.FileHeader || payload.length !== expected.length || !payload.every((b, i) => b === expected[i])) {
+      throw new CorruptionError(file.path, 0, 'the leaf file belongs to another store or stream');
+    }
+    return new LeafFile(file, header.totalLength, schema, cache);
+  }
+
+  get path(): string {
+    return this.file.path;
+  }
+
+  get size(): number {
+    return this.file.size;
+  }
+
+  append(leafId: number, rows: Uint8Array, count: number): LeafLocation {
+    const payload = encodeLeaf(this.schema, rows, count);
+    const record = encodeRecord(RecordKind.Leaf, 0, leafId, payload, rows.length);
+    const offset = this.file.append(record);
+    this.cache.delete(leafId);
+    return { offset, length: record.length };
+  }
+
+  sync(): void {
+    this.file.sync();
+  }
+
+  read(leafId: number, location: LeafLocation, count: number): Uint8Array {
+    const cached = this.cache.get(leafId);
+    if (cached !== undefined) return cached;
+    const schema = this.schema;
+    const { header, payload } = readRecordAt(this.file, location.offset);
+    if (header.kind !== RecordKind.Leaf || header.nodeId !== leafId || header.totalLength !== location.length || header.rawLength !== count * schema.rowBytes) {
+      throw new CorruptionError(this.file.path, location.offset, `expected leaf ${leafId} of ${count} rows, found a record of kind ${header.kind} for node ${header.nodeId} (${header.rawLength} raw bytes)`);
+    }
+    const rows = decodeLeaf(schema, payload, count);
+    this.cache.set(leafId, rows);
+    return rows;
+  }
+
+  *scanFrom(offset: number): Generator<RecoveredLeaf, void, undefined> {
+    for (const { header } of scanForward(this.file, offset)) {
+      if (header.kind !== RecordKind.Leaf) return;
+      yield { leafId: header.nodeId, location: { offset: header.offset, length: header.totalLength } };
+    }
+  }
+
+  truncate(end: number): void {
+    if (end < this.file.size) this.file.truncate(end);
+  }
+
+  cacheStats(): CacheStats {
+    return this.cache.stats();
+  }
+
+  close(): void {
+    this.file.close();
+  }
+}
+
+function headerPayload(storeId: Uint8Array, streamId: number): Uint8Array {
+  const payload = new Uint8Array(HEADER_PAYLOAD_BYTES);
+  payload.set(storeId, 0);
+  new DataView(payload.buffer).setUint32(16, streamId, true);
+  return payload;
+}
