@@ -1,0 +1,82 @@
+// Options of open() and createStream(), their defaults and their limits. Every option is checked
+// here once, so the engine can assume sane values.
+
+import { BoundsError, MisuseError } from './errors.js';
+
+export interface OpenOptions {
+  /** Directory for the PMem files: a DAX mount, tmpfs (emulation), or any directory (msync). Default `<dir>/pmem`. */
+  readonly pmemDir?: string;
+  /** Persist the flank every this many appended events (1 = every event). Default 25. */
+  readonly flushEvery?: number;
+  /** fdatasync the leaf file once per this many leaves. Default 16. */
+  readonly syncEvery?: number;
+  /** Bytes of decoded leaves cached in DRAM, per stream. Default 64 MiB. */
+  readonly cacheBytes?: number;
+  /** Defaults for streams created through this handle. */
+  readonly nodeSize?: number;
+  readonly spare?: number;
+  readonly ringLeaves?: number;
+}
+
+export interface StreamOptions {
+  /** 'number' (safe-integer int64, the default) or 'bigint' (full int64, e.g. nanosecond epochs). */
+  readonly timestamp?: 'number' | 'bigint';
+  /** Bytes of a tree node (leaf page and index node): a multiple of 256 in [1024, 65536]. Default 8192. */
+  readonly nodeSize?: number;
+  /** Fraction of each node left free for out-of-order events, in [0, 0.5]. Default 0.1. */
+  readonly spare?: number;
+  /** Leaf pages in the PMem ring (the open leaf plus full leaves not yet durable on SSD). Default 64. */
+  readonly ringLeaves?: number;
+}
+
+export interface ResolvedOptions {
+  readonly flushEvery: number;
+  readonly syncEvery: number;
+  readonly cacheBytes: number;
+  readonly nodeSize: number;
+  readonly spare: number;
+  readonly ringLeaves: number;
+}
+
+export function resolveOptions(options: OpenOptions): ResolvedOptions {
+  if (typeof options !== 'object' || options === null) throw new MisuseError('INVALID_ARGUMENT', 'options must be an object');
+  return {
+    flushEvery: integerOption('flushEvery', options.flushEvery, 25, 1, 1_000_000),
+    syncEvery: integerOption('syncEvery', options.syncEvery, 16, 1, 4095),
+    cacheBytes: integerOption('cacheBytes', options.cacheBytes, 64 * 1024 * 1024, 0, Number.MAX_SAFE_INTEGER),
+    nodeSize: nodeSizeOption(options.nodeSize, 8192),
+    spare: spareOption(options.spare, 0.1),
+    ringLeaves: integerOption('ringLeaves', options.ringLeaves, 64, 4, 4096),
+  };
+}
+
+export function resolveStreamOptions(options: StreamOptions, defaults: ResolvedOptions): { nodeSize: number; spare: number; ringPages: number } {
+  if (options.timestamp !== undefined && options.timestamp !== 'number' && options.timestamp !== 'bigint') {
+    throw new MisuseError('INVALID_ARGUMENT', `timestamp must be 'number' or 'bigint', got ${String(options.timestamp)}`);
+  }
+  return {
+    nodeSize: nodeSizeOption(options.nodeSize, defaults.nodeSize),
+    spare: spareOption(options.spare, defaults.spare),
+    ringPages: integerOption('ringLeaves', options.ringLeaves, defaults.ringLeaves, 4, 4096),
+  };
+}
+
+function integerOption(name: string, value: number | undefined, fallback: number, min: number, max: number): number {
+  if (value === undefined) return fallback;
+  if (typeof value !== 'number' || !Number.isSafeInteger(value) || value < min || value > max) {
+    throw new BoundsError(`${name} must be an integer in [${min}, ${max}], got ${String(value)}`);
+  }
+  return value;
+}
+
+function nodeSizeOption(value: number | undefined, fallback: number): number {
+  const size = integerOption('nodeSize', value, fallback, 1024, 65536);
+  if (size % 256 !== 0) throw new BoundsError(`nodeSize must be a multiple of 256 (PMem's write block), got ${size}`);
+  return size;
+}
+
+function spareOption(value: number | undefined, fallback: number): number {
+  if (value === undefined) return fallback;
+  if (typeof value !== 'number' || !(value >= 0 && value <= 0.5)) throw new BoundsError(`spare must be a fraction in [0, 0.5], got ${String(value)}`);
+  return value;
+}

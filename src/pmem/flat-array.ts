@@ -1,0 +1,86 @@
+// A PMem file holding a flat array of fixed-size slots, slot i at a computable offset: the shape
+// the paper gives the index-node array, the aggregate array and the translation array (§4.1,
+// §4.2), so that "node i" is one multiplication away and writes go sequentially.
+//
+//   [0, 256)            file header (file-header.ts), geometry = [slotBytes, ...extra]
+//   [256, 512)          state block: a few words of per-file mutable state, owned by the user
+//   [512 + i*slotBytes)  slot i, for i < capacity; slotBytes is a multiple of 8 (one atomic word)
+// The file grows by doubling; growing remaps the region, so views are re-taken afterwards and
+// never cached by callers across ensureCapacity().
+// Persistence rule: the array persists nothing by itself; each user states which slot bytes it
+// persists and when (see the users' opening comments).
+
+import { invariant } from '../errors.js';
+import { FILE_HEADER_BYTES, type FileIdentity, verifyFileHeader, writeFileHeader } from './file-header.js';
+import { ATOMIC_WORD_BYTES, type PmemRegion } from './region.js';
+
+export const STATE_BLOCK_OFFSET = FILE_HEADER_BYTES;
+export const STATE_BLOCK_BYTES = 256;
+export const SLOTS_OFFSET = STATE_BLOCK_OFFSET + STATE_BLOCK_BYTES;
+
+/** Opens or creates region files by name; the store's media (disk or simulated) provides it. */
+export type RegionOpener = (size: number, create: boolean) => PmemRegion;
+
+export class FlatArray {
+  private dataView: DataView;
+  private byteView: Uint8Array;
+
+  private constructor(
+    readonly region: PmemRegion,
+    readonly slotBytes: number,
+  ) {
+    invariant(slotBytes > 0 && slotBytes % ATOMIC_WORD_BYTES === 0, `slot size ${slotBytes} is not a multiple of 8`);
+    this.dataView = new DataView(region.buffer);
+    this.byteView = new Uint8Array(region.buffer);
+  }
+
+  /** Creates the file with room for `initialSlots`, writing and persisting its header. */
+  static create(region: PmemRegion, identity: FileIdentity, initialSlots: number): FlatArray {
+    const slotBytes = identity.geometry[0] ?? 0;
+    const needed = SLOTS_OFFSET + initialSlots * slotBytes;
+    if (region.size < needed) region.grow(needed);
+    writeFileHeader(region, identity);
+    return new FlatArray(region, slotBytes);
+  }
+
+  /** Opens an existing file; throws CorruptionError if it is not the file `identity` describes. */
+  static open(region: PmemRegion, identity: FileIdentity): FlatArray {
+    verifyFileHeader(region, identity);
+    return new FlatArray(region, identity.geometry[0] ?? 0);
+  }
+
+  get capacity(): number {
+    return Math.floor((this.region.size - SLOTS_OFFSET) / this.slotBytes);
+  }
+
+  /** The current view over the whole file. Invalidated by ensureCapacity(). */
+  get view(): DataView {
+    return this.dataView;
+  }
+
+  get bytes(): Uint8Array {
+    return this.byteView;
+  }
+
+  slotOffset(index: number): number {
+    return SLOTS_OFFSET + index * this.slotBytes;
+  }
+
+  /** Grows the file (doubling) until slot `index` exists. */
+  ensureCapacity(index: number): void {
+    if (index < this.capacity) return;
+    let size = this.region.size;
+    while (Math.floor((size - SLOTS_OFFSET) / this.slotBytes) <= index) size = SLOTS_OFFSET + 2 * (size - SLOTS_OFFSET);
+    this.region.grow(size);
+    this.dataView = new DataView(this.region.buffer);
+    this.byteView = new Uint8Array(this.region.buffer);
+  }
+
+  persistSlots(first: number, count: number): void {
+    if (count > 0) this.region.persist(this.slotOffset(first), count * this.slotBytes);
+  }
+
+  close(): void {
+    this.region.close();
+  }
+}

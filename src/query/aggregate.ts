@@ -1,0 +1,56 @@
+// Temporal aggregation in logarithmic time: whole subtrees inside [from, to] contribute their
+// stored aggregates; only the (at most two) boundary paths are descended, and only the two
+// boundary leaves are read row by row.
+
+import { Aggregate } from '../tree/aggregate-array.js';
+import type { Timestamp } from '../tree/row-layout.js';
+import type { Tree } from '../tree/tree.js';
+import { rowSpan } from './leaf-search.js';
+
+export function aggregateRange(tree: Tree, from: Timestamp, to: Timestamp): Aggregate {
+  const total = new Aggregate(tree.layout.numeric.length);
+  if (from > to) return total;
+  const walker = new AggregateWalker(tree, from, to, total);
+  for (const source of tree.sources()) {
+    if (source.kind === 'open-leaf') walker.addLeafRows(source.leafId);
+    else walker.addIndexNode(source.nodeId, source.level, source.count);
+  }
+  return total;
+}
+
+class AggregateWalker {
+  private readonly scratch: Aggregate;
+
+  constructor(
+    private readonly tree: Tree,
+    private readonly from: Timestamp,
+    private readonly to: Timestamp,
+    private readonly total: Aggregate,
+  ) {
+    this.scratch = new Aggregate(tree.layout.numeric.length);
+  }
+
+  addIndexNode(nodeId: number, level: number, count: number): void {
+    const { nodes, leafAggregates, nodeAggregates } = this.tree.parts;
+    const children = level === 1 ? leafAggregates : nodeAggregates;
+    // A child's key is its smallest timestamp; the child before the first key >= from may
+    // still hold events at `from`.
+    const first = Math.max(0, nodes.countKeysBelow(nodeId, count, this.from, false) - 1);
+    const end = nodes.countKeysBelow(nodeId, count, this.to, true);
+    for (let i = first; i < end; i++) {
+      const child = nodes.child(nodeId, i);
+      const min = children.minTs(child);
+      const max = children.maxTs(child);
+      if (max < this.from || min > this.to) continue;
+      if (min >= this.from && max <= this.to) this.total.add(children.read(child, this.scratch));
+      else if (level === 1) this.addLeafRows(child);
+      else this.addIndexNode(child, level - 1, nodes.closedCount(child));
+    }
+  }
+
+  addLeafRows(leafId: number): void {
+    const rows = this.tree.leafRows(leafId);
+    const [first, end] = rowSpan(this.tree.layout, rows, this.from, this.to);
+    this.total.addRows(this.tree.layout, rows.view, rows.offset, first, end);
+  }
+}

@@ -1,0 +1,35 @@
+// Time travel: the events at one instant, and the latest event at or before an instant.
+
+import type { Timestamp } from '../tree/row-layout.js';
+import type { Tree } from '../tree/tree.js';
+import { countRowsBelow } from './leaf-search.js';
+import type { RowRef } from './scan.js';
+
+/**
+ * The latest event (in timestamp order, then arrival order) with a timestamp <= `ts`, or
+ * undefined. Walks the sources newest first; in each, descends into the last child whose
+ * smallest timestamp is <= ts, which therefore holds the answer.
+ */
+export function findAsOf(tree: Tree, ts: Timestamp): RowRef | undefined {
+  const sources = tree.sources();
+  for (let s = sources.length - 1; s >= 0; s--) {
+    const source = sources[s]!;
+    const found = source.kind === 'open-leaf' ? lastRowAtOrBefore(tree, source.leafId, ts) : descend(tree, source.nodeId, source.level, source.count, ts);
+    if (found !== undefined) return found;
+  }
+  return undefined;
+}
+
+function descend(tree: Tree, nodeId: number, level: number, count: number, ts: Timestamp): RowRef | undefined {
+  const { nodes } = tree.parts;
+  const index = nodes.countKeysBelow(nodeId, count, ts, true) - 1;
+  if (index < 0) return undefined;
+  const child = nodes.child(nodeId, index);
+  return level === 1 ? lastRowAtOrBefore(tree, child, ts) : descend(tree, child, level - 1, nodes.closedCount(child), ts);
+}
+
+function lastRowAtOrBefore(tree: Tree, leafId: number, ts: Timestamp): RowRef | undefined {
+  const rows = tree.leafRows(leafId);
+  const below = countRowsBelow(tree.layout, rows, ts, true);
+  return below === 0 ? undefined : { view: rows.view, offset: rows.offset + (below - 1) * tree.layout.rowBytes };
+}

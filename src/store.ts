@@ -1,0 +1,212 @@
+// A store: a directory on SSD (MANIFEST, LOCK, one leaf file per stream) and a directory of PMem
+// files (per stream: flank, index nodes, leaf and node aggregates, translation). Opening takes
+// the store's exclusive lock, reads the MANIFEST and opens every stream, recovering whatever a
+// crash left half-done (bounded work, see docs/DURABILITY.md).
+
+import { randomBytes } from 'node:crypto';
+import { existsSync, readFileSync } from 'node:fs';
+import { join, resolve } from 'node:path';
+import { LeafCache } from './cache/leaf-cache.js';
+import { CorruptionError, MisuseError } from './errors.js';
+import { EventCodec } from './event-codec.js';
+import { MANIFEST_NAME, type Manifest, type StreamEntry, decodeManifest, encodeManifest } from './manifest.js';
+import { DiskMedia, type Media } from './media.js';
+import type { DurabilityClass, PmemRegion } from './pmem/region.js';
+import { type AttributeType, deserializeSchema, parseSchema, serializeSchema } from './schema.js';
+import { LeafFile } from './ssd/leaf-file.js';
+import { Stream, type Violation } from './stream.js';
+import { AggregateArray } from './tree/aggregate-array.js';
+import { Flank, type FlankGeometry } from './tree/flank.js';
+import { IndexNodeArray } from './tree/index-node-array.js';
+import { rowLayout } from './tree/row-layout.js';
+import { TranslationArray } from './tree/translation-array.js';
+import { Tree } from './tree/tree.js';
+import { type OpenOptions, type ResolvedOptions, type StreamOptions, resolveOptions, resolveStreamOptions } from './options.js';
+
+export type { OpenOptions, StreamOptions };
+
+interface OpenStream {
+  readonly stream: Stream;
+  readonly tree: Tree;
+  readonly regions: readonly PmemRegion[];
+  readonly leaves: LeafFile;
+}
+
+const REGION_SUFFIXES = ['flank', 'nodes', 'leaf-aggregates', 'node-aggregates', 'translation'] as const;
+
+/** Opens (creating if needed) the store in `dir`. */
+export function open(dir: string, options: OpenOptions = {}): Store {
+  const absolute = resolve(dir);
+  const manifestPath = join(absolute, MANIFEST_NAME);
+  const existing = existsSync(manifestPath) ? decodeManifest(new Uint8Array(readFileSync(manifestPath)), manifestPath) : undefined;
+  const storeId = existing?.storeId ?? new Uint8Array(randomBytes(16));
+  const pmemRoot = resolve(options.pmemDir ?? existing?.pmemDir ?? join(absolute, 'pmem'));
+  const media = new DiskMedia(absolute, join(pmemRoot, `chronotier-${Buffer.from(storeId).toString('hex')}`));
+  return Store.openOn(media, options, { storeId, pmemDir: pmemRoot });
+}
+
+export class Store {
+  private readonly streamsByName = new Map<string, OpenStream>();
+  private closed = false;
+  readonly durability: DurabilityClass;
+
+  private constructor(
+    private readonly media: Media,
+    private manifest: Manifest,
+    private readonly options: ResolvedOptions,
+    private readonly lock: { release(): void },
+  ) {
+    this.durability = media.durability();
+  }
+
+  /** Opens the store kept on `media` (disk, or simulated in tests). `fresh` describes a store to create. */
+  static openOn(media: Media, options: OpenOptions, fresh: { storeId: Uint8Array; pmemDir: string }): Store {
+    const resolved = resolveOptions(options);
+    const lock = media.lock();
+    try {
+      const bytes = media.readSmall(MANIFEST_NAME);
+      const manifest = bytes === undefined ? { storeId: fresh.storeId, pmemDir: fresh.pmemDir, streams: [] } : decodeManifest(bytes, MANIFEST_NAME);
+      if (bytes === undefined) media.writeSmallAtomically(MANIFEST_NAME, encodeManifest(manifest));
+      const store = new Store(media, manifest, resolved, lock);
+      for (const entry of manifest.streams) store.openStream(entry);
+      return store;
+    } catch (err) {
+      lock.release();
+      throw err;
+    }
+  }
+
+  /** Creates a stream with a fixed schema (an implicit int64 `ts` plus these attributes). */
+  createStream(name: string, definition: Readonly<Record<string, AttributeType>>, options: StreamOptions = {}): Stream {
+    this.checkOpen();
+    if (typeof name !== 'string' || name.length === 0 || name.length > 256) {
+      throw new MisuseError('INVALID_ARGUMENT', `a stream name must be a non-empty string of at most 256 characters`);
+    }
+    if (this.streamsByName.has(name)) throw new MisuseError('ALREADY_EXISTS', `stream '${name}' already exists`);
+    const schema = parseSchema(definition, { timestamp: options.timestamp ?? 'number' });
+    const geometry = resolveStreamOptions(options, this.options);
+    const entry: StreamEntry = {
+      id: this.manifest.streams.reduce((max, s) => Math.max(max, s.id + 1), 0),
+      name,
+      schema: Buffer.from(serializeSchema(schema)).toString('base64'),
+      ...geometry,
+    };
+    this.createStreamFiles(entry);
+    const manifest = { ...this.manifest, streams: [...this.manifest.streams, entry] };
+    this.media.writeSmallAtomically(MANIFEST_NAME, encodeManifest(manifest));
+    this.manifest = manifest;
+    return this.openStream(entry);
+  }
+
+  /** The stream called `name`; throws MisuseError('NOT_FOUND') if there is none. */
+  stream(name: string): Stream {
+    this.checkOpen();
+    const open = this.streamsByName.get(name);
+    if (open === undefined) throw new MisuseError('NOT_FOUND', `no stream '${name}' (streams: ${[...this.streamsByName.keys()].join(', ') || 'none'})`);
+    return open.stream;
+  }
+
+  streams(): string[] {
+    this.checkOpen();
+    return [...this.streamsByName.keys()];
+  }
+
+  /** verify() of every stream, by stream name; all lists empty when the store is sound. */
+  verify(options: { full?: boolean } = {}): Record<string, Violation[]> {
+    this.checkOpen();
+    return Object.fromEntries([...this.streamsByName].map(([name, open]) => [name, open.stream.verify(options)]));
+  }
+
+  /** Makes everything durable, closes every file and releases the lock. Idempotent. */
+  close(): void {
+    if (this.closed) return;
+    this.closed = true;
+    try {
+      for (const open of this.streamsByName.values()) open.tree.close();
+    } finally {
+      for (const open of this.streamsByName.values()) this.closeFiles(open);
+      this.lock.release();
+    }
+  }
+
+  checkOpen(): void {
+    if (this.closed) throw new MisuseError('STORE_CLOSED', 'the store is closed');
+  }
+
+  private createStreamFiles(entry: StreamEntry): void {
+    const { storeId } = this.manifest;
+    const layout = rowLayout(this.schemaOf(entry));
+    const geometry = flankGeometry(entry, layout.rowBytes);
+    const [flank, nodes, leafAggregates, nodeAggregates, translation] = REGION_SUFFIXES.map((suffix) => this.media.openRegion(regionName(entry, suffix), 4096, true)) as [
+      PmemRegion,
+      PmemRegion,
+      PmemRegion,
+      PmemRegion,
+      PmemRegion,
+    ];
+    Flank.create(flank, geometry, storeId, entry.id).close();
+    IndexNodeArray.create(nodes, layout, entry.nodeSize, storeId, entry.id).closeFile();
+    AggregateArray.create(leafAggregates, layout, storeId, entry.id, 'leaf').close();
+    AggregateArray.create(nodeAggregates, layout, storeId, entry.id, 'index').close();
+    TranslationArray.create(translation, storeId, entry.id).close();
+    const leafFile = this.media.openFile(leafFileName(entry), true);
+    LeafFile.initialize(leafFile, storeId, entry.id);
+    leafFile.close();
+  }
+
+  private openStream(entry: StreamEntry): Stream {
+    const { storeId } = this.manifest;
+    const schema = this.schemaOf(entry);
+    const layout = rowLayout(schema);
+    for (const suffix of REGION_SUFFIXES) {
+      if (!this.media.regionExists(regionName(entry, suffix))) {
+        throw new CorruptionError(regionName(entry, suffix), 0, `the PMem files of stream '${entry.name}' are missing (a PMem directory on tmpfs does not survive a reboot); the store cannot open as if empty - restore the PMem directory (${this.manifest.pmemDir}), or rebuild from the SSD leaf file`);
+      }
+    }
+    const regions = REGION_SUFFIXES.map((suffix) => this.media.openRegion(regionName(entry, suffix), 0, false));
+    const [flankRegion, nodesRegion, leafAggRegion, nodeAggRegion, translationRegion] = regions as [PmemRegion, PmemRegion, PmemRegion, PmemRegion, PmemRegion];
+    const leaves = LeafFile.open(this.media.openFile(leafFileName(entry), false), storeId, entry.id, schema, new LeafCache(this.options.cacheBytes));
+    const tree = new Tree(
+      {
+        layout,
+        flank: Flank.open(flankRegion, flankGeometry(entry, layout.rowBytes), storeId, entry.id),
+        nodes: IndexNodeArray.open(nodesRegion, layout, entry.nodeSize, storeId, entry.id),
+        leafAggregates: AggregateArray.open(leafAggRegion, layout, storeId, entry.id, 'leaf'),
+        nodeAggregates: AggregateArray.open(nodeAggRegion, layout, storeId, entry.id, 'index'),
+        translation: TranslationArray.open(translationRegion, storeId, entry.id),
+        leaves,
+      },
+      { flushEvery: this.options.flushEvery, spare: entry.spare, syncEvery: Math.min(this.options.syncEvery, entry.ringPages - 1) },
+    );
+    const stream = new Stream(entry.name, entry.id, schema, tree, new EventCodec(entry.name, schema), {
+      durability: this.durability,
+      checkOpen: () => this.checkOpen(),
+      bytesOnSsd: () => leaves.size,
+      bytesOnPmem: () => regions.reduce((sum, region) => sum + region.size, 0),
+      cacheStats: () => leaves.cacheStats(),
+    });
+    this.streamsByName.set(entry.name, { stream, tree, regions, leaves });
+    return stream;
+  }
+
+  private closeFiles(open: OpenStream): void {
+    for (const region of open.regions) region.close();
+    open.leaves.close();
+  }
+
+  private schemaOf(entry: StreamEntry) {
+    return deserializeSchema(new Uint8Array(Buffer.from(entry.schema, 'base64')), MANIFEST_NAME, 0);
+  }
+}
+
+function flankGeometry(entry: StreamEntry, rowBytes: number): FlankGeometry {
+  return { nodeSize: entry.nodeSize, ringPages: entry.ringPages, rowBytes };
+}
+
+function regionName(entry: StreamEntry, suffix: (typeof REGION_SUFFIXES)[number]): string {
+  return `stream-${entry.id}.${suffix}`;
+}
+
+function leafFileName(entry: StreamEntry): string {
+  return `stream-${entry.id}.leaves`;
+}

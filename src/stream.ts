@@ -1,0 +1,228 @@
+// A stream: the public face of one TAB+-tree. Validates every input before anything is written
+// (a bad event or batch changes nothing), keeps timestamps in order, and turns query results into
+// event objects.
+
+import { BoundsError, MisuseError } from './errors.js';
+import { aggregateRange } from './query/aggregate.js';
+import { findAsOf } from './query/point.js';
+import { type AttributeFilter, scanRows } from './query/scan.js';
+import type { Event, EventCodec, EventInput } from './event-codec.js';
+import type { Schema } from './schema.js';
+import type { Timestamp } from './tree/row-layout.js';
+import { checkInOrder, type Tree } from './tree/tree.js';
+import { type Violation, verifyTree } from './tree/verify.js';
+import type { DurabilityClass } from './pmem/region.js';
+import type { CacheStats } from './cache/leaf-cache.js';
+
+export type { Event, EventInput, Violation };
+
+/** Columns of a batch: `ts` and one array (or typed array) per attribute, all of one length. */
+export type ColumnBatch = { readonly ts: ArrayLike<number | bigint> };
+
+export interface AttributeSummary {
+  readonly sum: number;
+  readonly min: number | undefined;
+  readonly max: number | undefined;
+  readonly avg: number | undefined;
+}
+
+export type AggregateResult = { readonly count: number } & { readonly [attribute: string]: AttributeSummary | number };
+
+export interface RangeOptions {
+  /** Keep only events whose attribute lies in [low, high] (inclusive), for every attribute named. */
+  readonly where?: Readonly<Record<string, readonly [number, number]>>;
+  /** Stop after this many events. */
+  readonly limit?: number;
+}
+
+export interface StreamStats {
+  readonly events: number;
+  readonly leaves: number;
+  readonly height: number;
+  readonly unflushedEvents: number;
+  readonly bytesOnSsd: number;
+  readonly bytesOnPmem: number;
+  readonly durability: DurabilityClass;
+  readonly cache: CacheStats;
+}
+
+/** What a stream needs from its store. */
+export interface StreamHost {
+  readonly durability: DurabilityClass;
+  checkOpen(): void;
+  bytesOnSsd(streamId: number): number;
+  bytesOnPmem(streamId: number): number;
+  cacheStats(streamId: number): CacheStats;
+}
+
+/** An iterator over events in timestamp order that can be closed early (releases nothing yet, but is the contract). */
+export class EventIterator implements IterableIterator<Event>, AsyncIterable<Event> {
+  private done = false;
+
+  constructor(
+    private readonly rows: Iterator<{ view: DataView; offset: number }>,
+    private readonly codec: EventCodec,
+    private remaining: number,
+    private readonly host: StreamHost,
+  ) {}
+
+  next(): IteratorResult<Event> {
+    this.host.checkOpen();
+    if (this.done || this.remaining <= 0) return this.finish();
+    const row = this.rows.next();
+    if (row.done === true) return this.finish();
+    this.remaining--;
+    return { done: false, value: this.codec.decode(row.value.view, row.value.offset) };
+  }
+
+  return(): IteratorResult<Event> {
+    return this.finish();
+  }
+
+  close(): void {
+    this.finish();
+  }
+
+  [Symbol.iterator](): this {
+    return this;
+  }
+
+  async *[Symbol.asyncIterator](): AsyncGenerator<Event, void, undefined> {
+    try {
+      for (let next = this.next(); next.done !== true; next = this.next()) yield next.value;
+    } finally {
+      this.finish();
+    }
+  }
+
+  private finish(): IteratorResult<Event> {
+    if (!this.done) {
+      this.done = true;
+      this.rows.return?.();
+    }
+    return { done: true, value: undefined };
+  }
+}
+
+export class Stream {
+  constructor(
+    readonly name: string,
+    readonly id: number,
+    readonly schema: Schema,
+    private readonly tree: Tree,
+    private readonly codec: EventCodec,
+    private readonly host: StreamHost,
+  ) {}
+
+  /** Appends one event. Durable in PMem at the next flush point (see README). */
+  append<E extends EventInput>(event: E): void {
+    this.host.checkOpen();
+    const ts = this.codec.timestampOf(event);
+    checkInOrder(this.name, ts, this.tree.newestTimestamp);
+    this.codec.validate(event);
+    this.tree.append(ts, (view, offset) => this.codec.encode(event, view, offset));
+  }
+
+  /**
+   * Appends many events: an array of event objects, or columns ({ ts: [...], price: Float64Array, ... }).
+   * The whole batch is validated first; a bad event anywhere means nothing is appended.
+   */
+  appendBatch<E extends EventInput, C extends ColumnBatch>(batch: readonly E[] | C): void {
+    this.host.checkOpen();
+    const rows = Array.isArray(batch) ? this.codec.prepareEvents(batch as readonly EventInput[]) : this.codec.prepareColumns(batch as unknown as Readonly<Record<string, ArrayLike<number | bigint>>>);
+    if (rows.count === 0) return;
+    checkInOrder(this.name, rows.firstTimestamp, this.tree.newestTimestamp);
+    this.tree.appendBatch(rows.count, rows.lastTimestamp, rows.write);
+  }
+
+  /** Returns when everything appended so far is durable. */
+  flush(): void {
+    this.host.checkOpen();
+    this.tree.flush();
+  }
+
+  /** All events with exactly this timestamp, in arrival order. */
+  get(ts: Timestamp): Event[] {
+    const at = this.checkTimestamp(ts, 'ts');
+    return [...this.iterate(at, at, [], Infinity)];
+  }
+
+  /** The latest event with a timestamp <= ts (time travel), or undefined. */
+  asOf(ts: Timestamp): Event | undefined {
+    this.host.checkOpen();
+    const row = findAsOf(this.tree, this.checkTimestamp(ts, 'ts'));
+    return row === undefined ? undefined : this.codec.decode(row.view, row.offset);
+  }
+
+  /** Events with from <= ts <= to in timestamp order; `where` skips subtrees by their aggregates. */
+  range(from: Timestamp, to: Timestamp, options: RangeOptions = {}): EventIterator {
+    const limit = options.limit ?? Infinity;
+    if (limit !== Infinity && (!Number.isSafeInteger(limit) || limit < 0)) throw new BoundsError(`limit must be a non-negative integer, got ${limit}`);
+    return this.iterate(this.checkTimestamp(from, 'from'), this.checkTimestamp(to, 'to'), this.filters(options.where ?? {}), limit);
+  }
+
+  /** Replays events in timestamp order; iterate with for..of or for await..of. */
+  replay(options: { from?: Timestamp; to?: Timestamp } = {}): EventIterator {
+    const from = options.from === undefined ? this.codec.minTimestamp : this.checkTimestamp(options.from, 'from');
+    const to = options.to === undefined ? this.codec.maxTimestamp : this.checkTimestamp(options.to, 'to');
+    return this.iterate(from, to, [], Infinity);
+  }
+
+  /** count, and sum / min / max / avg of every attribute, over [from, to]. */
+  aggregate(from: Timestamp, to: Timestamp): AggregateResult {
+    this.host.checkOpen();
+    const total = aggregateRange(this.tree, this.checkTimestamp(from, 'from'), this.checkTimestamp(to, 'to'));
+    const result: Record<string, AttributeSummary | number> = { count: total.count };
+    this.tree.layout.numeric.forEach((attribute, a) => {
+      const empty = total.count === 0;
+      result[attribute.name] = {
+        sum: total.sum[a]!,
+        min: empty ? undefined : total.min[a]!,
+        max: empty ? undefined : total.max[a]!,
+        avg: empty ? undefined : total.sum[a]! / total.count,
+      };
+    });
+    return result as AggregateResult;
+  }
+
+  /** Every invariant of the stream's tree; `full` also reads and checks every leaf. Empty when sound. */
+  verify(options: { full?: boolean } = {}): Violation[] {
+    this.host.checkOpen();
+    return verifyTree(this.tree, options.full ?? false);
+  }
+
+  stats(): StreamStats {
+    this.host.checkOpen();
+    return {
+      events: this.tree.events,
+      leaves: this.tree.leafCount,
+      height: this.tree.height,
+      unflushedEvents: this.tree.unflushed,
+      bytesOnSsd: this.host.bytesOnSsd(this.id),
+      bytesOnPmem: this.host.bytesOnPmem(this.id),
+      durability: this.host.durability,
+      cache: this.host.cacheStats(this.id),
+    };
+  }
+
+  private iterate(from: Timestamp, to: Timestamp, filters: AttributeFilter[], limit: number): EventIterator {
+    this.host.checkOpen();
+    return new EventIterator(scanRows(this.tree, from, to, filters), this.codec, limit, this.host);
+  }
+
+  private filters(where: Readonly<Record<string, readonly [number, number]>>): AttributeFilter[] {
+    return Object.entries(where).map(([name, bounds]) => {
+      const attribute = this.tree.layout.numeric.findIndex((a) => a.name === name);
+      if (attribute < 0) throw new MisuseError('INVALID_ARGUMENT', `stream '${this.name}' has no attribute '${name}'`);
+      const [low, high] = Array.isArray(bounds) ? bounds : [];
+      if (typeof low !== 'number' || typeof high !== 'number' || Number.isNaN(low) || Number.isNaN(high)) {
+        throw new MisuseError('INVALID_ARGUMENT', `where.${name} must be [low, high] numbers`);
+      }
+      return { attribute, low, high };
+    });
+  }
+
+  private checkTimestamp(ts: Timestamp, what: string): Timestamp {
+    return this.codec.checkQueryTimestamp(ts, what);
+  }
+}

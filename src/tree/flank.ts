@@ -1,0 +1,217 @@
+// The right flank in PMem (paper §4.1): the open leaf and the tree's commit record. Keeping them
+// in PMem means an append is durable without any SSD write, and a restart finds the flank intact
+// instead of rebuilding it.
+//
+// File layout:
+//   [0, 256)        file header, geometry = [nodeSize, ringPages, rowBytes]
+//   [256, 512)      root record, copy 0
+//   [512, 768)      root record, copy 1
+//   [1024 + p * nodeSize)   leaf page p, for p < ringPages
+// Root record (the commit point of every change to the tree's shape):
+//   0   f64  sequence number (copy = seq mod 2)
+//   8   u32  open leaf id (its page is openLeafId mod ringPages)
+//   12  u32  height: number of index levels with an open node
+//   16  u32  next index-node id
+//   20  u32  reserved
+//   24  f64  events in closed leaves
+//   32  12 x { u32 open index-node id, u32 its committed entry count }, level 1 first
+//   252 u32  CRC-32 of [0, 252)
+// Leaf page (nodeSize bytes):
+//   0   u32  event count   (a 4-byte aligned store: a crash leaves it old or new, never torn)
+//   8   u32  leaf id the page currently holds
+//   64  rows, row-major, rowBytes each
+// The ring: full leaves stay in their page until their record is durable on SSD, so a crash
+// between "leaf closed" and "leaf synced" loses nothing: recovery writes them out again. A page is
+// reused only after the leaf it holds is durable (the tree enforces it before opening a leaf).
+//
+// Persistence rules:
+//   * append: rows are persisted first, then the count word (batched: every flushEvery events);
+//   * opening a page: its header (count 0, leaf id) is persisted before the commit that names it;
+//   * commit: the new record goes to the copy the previous one did not use, checksummed, then
+//     persisted; recovery takes the valid copy with the higher sequence number. A torn record
+//     fails its checksum and the older, complete copy wins.
+
+import { crc32 } from 'node:zlib';
+import { CorruptionError, invariant } from '../errors.js';
+import { FileKind, type FileIdentity, verifyFileHeader, writeFileHeader } from '../pmem/file-header.js';
+import type { PmemRegion } from '../pmem/region.js';
+
+const ROOT_RECORD_OFFSET = 256;
+const ROOT_RECORD_BYTES = 256;
+const PAGES_OFFSET = 1024;
+export const MAX_LEVELS = 12;
+
+const SEQ_OFFSET = 0;
+const OPEN_LEAF_OFFSET = SEQ_OFFSET + 8;
+const HEIGHT_OFFSET = OPEN_LEAF_OFFSET + 4;
+const NEXT_NODE_OFFSET = HEIGHT_OFFSET + 4;
+const CLOSED_EVENTS_OFFSET = NEXT_NODE_OFFSET + 8;
+const LEVELS_OFFSET = CLOSED_EVENTS_OFFSET + 8;
+const LEVEL_BYTES = 8;
+const RECORD_CRC_OFFSET = ROOT_RECORD_BYTES - 4;
+
+export const PAGE_HEADER_BYTES = 64;
+const PAGE_COUNT_OFFSET = 0;
+const PAGE_LEAF_OFFSET = 8;
+
+export interface OpenIndexNode {
+  nodeId: number;
+  count: number;
+}
+
+/** The committed shape of the tree; a DRAM copy of the newest valid root record. */
+export interface FlankState {
+  seq: number;
+  openLeafId: number;
+  nextIndexNodeId: number;
+  closedEvents: number;
+  /** Open index node per level, level 1 first; length = height. */
+  levels: OpenIndexNode[];
+}
+
+export interface FlankGeometry {
+  readonly nodeSize: number;
+  readonly ringPages: number;
+  readonly rowBytes: number;
+}
+
+export class Flank {
+  private view: DataView;
+  private words: Uint32Array;
+
+  private constructor(
+    readonly region: PmemRegion,
+    readonly geometry: FlankGeometry,
+  ) {
+    this.view = new DataView(region.buffer);
+    this.words = new Uint32Array(region.buffer);
+  }
+
+  static fileBytes(geometry: FlankGeometry): number {
+    return PAGES_OFFSET + geometry.ringPages * geometry.nodeSize;
+  }
+
+  /** Lays out a new flank: header, an empty leaf 0 in page 0, and the first commit. */
+  static create(region: PmemRegion, geometry: FlankGeometry, storeId: Uint8Array, streamId: number): Flank {
+    const size = Flank.fileBytes(geometry);
+    if (region.size < size) region.grow(size);
+    writeFileHeader(region, identity(geometry, storeId, streamId));
+    const flank = new Flank(region, geometry);
+    flank.openPage(0);
+    flank.commit({ seq: 0, openLeafId: 0, nextIndexNodeId: 0, closedEvents: 0, levels: [] });
+    return flank;
+  }
+
+  static open(region: PmemRegion, geometry: FlankGeometry, storeId: Uint8Array, streamId: number): Flank {
+    verifyFileHeader(region, identity(geometry, storeId, streamId));
+    if (region.size < Flank.fileBytes(geometry)) {
+      throw new CorruptionError(region.path, region.size, `flank file is shorter than its ${geometry.ringPages} pages`);
+    }
+    return new Flank(region, geometry);
+  }
+
+  /** Rows a page holds. */
+  get pageCapacity(): number {
+    return Math.floor((this.geometry.nodeSize - PAGE_HEADER_BYTES) / this.geometry.rowBytes);
+  }
+
+  get buffer(): ArrayBuffer {
+    return this.region.buffer;
+  }
+
+  /** Byte offset of leaf `leafId`'s first row in the file. */
+  rowsOffset(leafId: number): number {
+    return this.pageOffset(leafId) + PAGE_HEADER_BYTES;
+  }
+
+  /** Reads the newest valid root record; throws CorruptionError if neither copy verifies. */
+  readState(): FlankState {
+    const candidates = [0, 1].map((copy) => this.readRecord(copy)).filter((s): s is FlankState => s !== undefined);
+    const newest = candidates.sort((a, b) => b.seq - a.seq)[0];
+    if (newest === undefined) throw new CorruptionError(this.region.path, ROOT_RECORD_OFFSET, 'no root record copy verifies');
+    return newest;
+  }
+
+  /** Makes `state` the committed shape of the tree. REQUIRES: everything it names is persisted. */
+  commit(state: FlankState): void {
+    invariant(state.levels.length <= MAX_LEVELS, () => `tree height ${state.levels.length} exceeds ${MAX_LEVELS}`);
+    const at = ROOT_RECORD_OFFSET + (state.seq % 2) * ROOT_RECORD_BYTES;
+    const bytes = new Uint8Array(this.region.buffer, at, ROOT_RECORD_BYTES);
+    bytes.fill(0);
+    const view = this.view;
+    view.setFloat64(at + SEQ_OFFSET, state.seq, true);
+    view.setUint32(at + OPEN_LEAF_OFFSET, state.openLeafId, true);
+    view.setUint32(at + HEIGHT_OFFSET, state.levels.length, true);
+    view.setUint32(at + NEXT_NODE_OFFSET, state.nextIndexNodeId, true);
+    view.setFloat64(at + CLOSED_EVENTS_OFFSET, state.closedEvents, true);
+    state.levels.forEach((level, i) => {
+      view.setUint32(at + LEVELS_OFFSET + i * LEVEL_BYTES, level.nodeId, true);
+      view.setUint32(at + LEVELS_OFFSET + i * LEVEL_BYTES + 4, level.count, true);
+    });
+    view.setUint32(at + RECORD_CRC_OFFSET, crc32(bytes.subarray(0, RECORD_CRC_OFFSET)), true);
+    this.region.persist(at, ROOT_RECORD_BYTES);
+  }
+
+  /** Resets the page of `leafId` to hold that leaf, empty; persisted. */
+  openPage(leafId: number): void {
+    const at = this.pageOffset(leafId);
+    this.view.setUint32(at + PAGE_LEAF_OFFSET, leafId, true);
+    this.view.setUint32(at + PAGE_COUNT_OFFSET, 0, true);
+    this.region.persist(at, PAGE_HEADER_BYTES);
+  }
+
+  /** Which leaf the page that `leafId` maps to holds now. */
+  pageLeafId(leafId: number): number {
+    return this.view.getUint32(this.pageOffset(leafId) + PAGE_LEAF_OFFSET, true);
+  }
+
+  /** The persisted (or, in this process, last stored) event count of leaf `leafId`'s page. */
+  pageCount(leafId: number): number {
+    return this.words[(this.pageOffset(leafId) + PAGE_COUNT_OFFSET) >>> 2]!;
+  }
+
+  /**
+   * Makes rows [durableRows, count) of leaf `leafId` durable, then publishes `count`.
+   * The two steps are separate persists: the count must never reach the media before its rows.
+   */
+  persistRows(leafId: number, durableRows: number, count: number): void {
+    const rows = this.rowsOffset(leafId);
+    const rowBytes = this.geometry.rowBytes;
+    this.region.persist(rows + durableRows * rowBytes, (count - durableRows) * rowBytes);
+    const countAt = this.pageOffset(leafId) + PAGE_COUNT_OFFSET;
+    this.words[countAt >>> 2] = count;
+    this.region.persist(countAt, 4);
+  }
+
+  close(): void {
+    this.region.close();
+  }
+
+  private pageOffset(leafId: number): number {
+    return PAGES_OFFSET + (leafId % this.geometry.ringPages) * this.geometry.nodeSize;
+  }
+
+  private readRecord(copy: number): FlankState | undefined {
+    const at = ROOT_RECORD_OFFSET + copy * ROOT_RECORD_BYTES;
+    const bytes = new Uint8Array(this.region.buffer, at, ROOT_RECORD_BYTES);
+    const view = this.view;
+    if (view.getUint32(at + RECORD_CRC_OFFSET, true) !== crc32(bytes.subarray(0, RECORD_CRC_OFFSET))) return undefined;
+    const seq = view.getFloat64(at + SEQ_OFFSET, true);
+    const height = view.getUint32(at + HEIGHT_OFFSET, true);
+    if (seq % 2 !== copy || height > MAX_LEVELS) return undefined;
+    return {
+      seq,
+      openLeafId: view.getUint32(at + OPEN_LEAF_OFFSET, true),
+      nextIndexNodeId: view.getUint32(at + NEXT_NODE_OFFSET, true),
+      closedEvents: view.getFloat64(at + CLOSED_EVENTS_OFFSET, true),
+      levels: Array.from({ length: height }, (_, i) => ({
+        nodeId: view.getUint32(at + LEVELS_OFFSET + i * LEVEL_BYTES, true),
+        count: view.getUint32(at + LEVELS_OFFSET + i * LEVEL_BYTES + 4, true),
+      })),
+    };
+  }
+}
+
+function identity(geometry: FlankGeometry, storeId: Uint8Array, streamId: number): FileIdentity {
+  return { kind: FileKind.Flank, storeId, streamId, geometry: [geometry.nodeSize, geometry.ringPages, geometry.rowBytes] };
+}

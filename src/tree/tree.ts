@@ -1,0 +1,327 @@
+// The TAB+-tree of one stream, laid out across the tiers (paper §4): the right flank and the
+// index nodes with their aggregates in PMem, full leaves compressed on SSD. Ingest in time order
+// is a continuous bulk load along the right flank; every structural change is published by one
+// commit of the flank's root record, so a crash at any instant leaves the old or the new tree.
+//
+// Shape. The data, in timestamp order, is: for each index level from the top down, the subtrees
+// of the open node of that level (each entry a closed child), then the open leaf. Closed nodes
+// never change (until out-of-order merges), and their aggregates are computed once, at closing.
+//
+// Write order of a leaf hand-off (docs/DURABILITY.md has the crash analysis):
+//   1. the full leaf's rows and count are persisted in its ring page (already, by appends);
+//   2. its aggregates are written to the leaf aggregate array and persisted;
+//   3. its entry is written into the level-1 open node past the committed count, persisted;
+//      a node that fills closes: count, aggregates, then its own entry one level up; a fresh
+//      open node replaces it (header persisted);
+//   4. the next leaf's ring page is reset (header persisted) - its previous leaf is durable;
+//   5. the flank's root record is committed: the new tree is now the tree;
+//   6. the leaf is handed to the leaf file; every `syncEvery` leaves the file is fdatasynced and
+//      the translation slots of the synced leaves are set (persisted in batches of 32).
+
+import { CorruptionError, MisuseError, invariant } from '../errors.js';
+import type { LeafLocation, LeafSink } from '../ssd/leaf-file.js';
+import { Aggregate, type AggregateArray } from './aggregate-array.js';
+import type { Flank, FlankState } from './flank.js';
+import type { IndexNodeArray } from './index-node-array.js';
+import type { RowLayout, Timestamp } from './row-layout.js';
+import type { TranslationArray } from './translation-array.js';
+
+export interface TreeOptions {
+  /** Persist the open leaf every this many appends (paper: 25 reaches 95 % of a DRAM flank). */
+  readonly flushEvery: number;
+  /** Fraction of every node kept free for out-of-order inserts (paper: 10 %). */
+  readonly spare: number;
+  /** fdatasync the leaf file once per this many leaves (must be < ringPages). */
+  readonly syncEvery: number;
+}
+
+export interface TreeParts {
+  readonly layout: RowLayout;
+  readonly flank: Flank;
+  readonly nodes: IndexNodeArray;
+  readonly leafAggregates: AggregateArray;
+  readonly nodeAggregates: AggregateArray;
+  readonly translation: TranslationArray;
+  readonly leaves: LeafSink;
+}
+
+/** A source of events in timestamp order, as queries walk it: an index node or the open leaf. */
+export type FlankSource =
+  | { readonly kind: 'index'; readonly nodeId: number; readonly level: number; readonly count: number }
+  | { readonly kind: 'open-leaf'; readonly leafId: number; readonly count: number };
+
+export interface LeafRowsView {
+  readonly view: DataView;
+  readonly offset: number;
+  readonly count: number;
+  readonly inRing: boolean;
+}
+
+export class Tree {
+  readonly leafFill: number;
+  readonly nodeFill: number;
+  private state: FlankState;
+  private readonly rows: DataView;
+  private openCount: number;
+  private durableRows: number;
+  /** Leaves [0, durableLeaves) are durable on SSD with their translation slot set. */
+  private durableLeaves: number;
+  private unsynced: Array<{ leafId: number; location: LeafLocation }> = [];
+  private newest: Timestamp | undefined;
+
+  constructor(
+    readonly parts: TreeParts,
+    readonly options: TreeOptions,
+  ) {
+    const { flank, nodes } = parts;
+    invariant(options.syncEvery < flank.geometry.ringPages, 'syncEvery must be smaller than the ring');
+    this.leafFill = Math.max(1, Math.floor(flank.pageCapacity * (1 - options.spare)));
+    this.nodeFill = Math.max(2, Math.floor(nodes.capacity * (1 - options.spare)));
+    this.rows = new DataView(flank.buffer);
+    this.state = flank.readState();
+    this.checkOpenPage();
+    this.openCount = this.durableRows = flank.pageCount(this.state.openLeafId);
+    this.durableLeaves = this.recoverLeafFile();
+    this.newest = this.findNewestTimestamp();
+  }
+
+  get layout(): RowLayout {
+    return this.parts.layout;
+  }
+
+  get events(): number {
+    return this.state.closedEvents + this.openCount;
+  }
+
+  get leafCount(): number {
+    return this.state.openLeafId + (this.openCount > 0 ? 1 : 0);
+  }
+
+  get height(): number {
+    return this.state.levels.length + 1;
+  }
+
+  get newestTimestamp(): Timestamp | undefined {
+    return this.newest;
+  }
+
+  /** Events appended but not yet persisted in the flank (lost if the power fails now). */
+  get unflushed(): number {
+    return this.openCount - this.durableRows;
+  }
+
+  /**
+   * Appends one row, written by `writeRow` at the byte offset it is given.
+   * REQUIRES: the row is valid and its timestamp `ts` is >= newestTimestamp.
+   */
+  append(ts: Timestamp, writeRow: (view: DataView, offset: number) => void): void {
+    if (this.openCount >= this.leafFill) this.closeLeaf();
+    const offset = this.parts.flank.rowsOffset(this.state.openLeafId) + this.openCount * this.layout.rowBytes;
+    writeRow(this.rows, offset);
+    this.openCount++;
+    this.newest = ts;
+    if (this.openCount - this.durableRows >= this.options.flushEvery) this.flush();
+  }
+
+  /**
+   * Appends `count` rows: `writeRows(view, offset, first, n)` writes rows [first, first+n) of the
+   * batch at `offset`, leaf by leaf. REQUIRES: the batch is valid and in order after
+   * newestTimestamp, its last timestamp being `last`.
+   */
+  appendBatch(count: number, last: Timestamp, writeRows: (view: DataView, offset: number, first: number, n: number) => void): void {
+    for (let first = 0; first < count; ) {
+      if (this.openCount >= this.leafFill) this.closeLeaf();
+      const n = Math.min(count - first, this.leafFill - this.openCount);
+      writeRows(this.rows, this.parts.flank.rowsOffset(this.state.openLeafId) + this.openCount * this.layout.rowBytes, first, n);
+      this.openCount += n;
+      first += n;
+    }
+    this.newest = last;
+    if (this.openCount - this.durableRows >= this.options.flushEvery) this.flush();
+  }
+
+  /** Makes every appended event durable in PMem. */
+  flush(): void {
+    if (this.openCount === this.durableRows) return;
+    this.parts.flank.persistRows(this.state.openLeafId, this.durableRows, this.openCount);
+    this.durableRows = this.openCount;
+  }
+
+  /** Flushes, syncs the leaf file and persists every translation slot: a restart then scans nothing. */
+  checkpoint(): void {
+    this.flush();
+    this.syncLeaves();
+    this.parts.translation.persistThrough(this.durableLeaves, true);
+  }
+
+  /** The sources a query walks, oldest data first. */
+  sources(): FlankSource[] {
+    const sources: FlankSource[] = [];
+    for (let level = this.state.levels.length; level >= 1; level--) {
+      const open = this.state.levels[level - 1]!;
+      if (open.count > 0) sources.push({ kind: 'index', nodeId: open.nodeId, level, count: open.count });
+    }
+    if (this.openCount > 0) sources.push({ kind: 'open-leaf', leafId: this.state.openLeafId, count: this.openCount });
+    return sources;
+  }
+
+  /**
+   * The rows of leaf `leafId` (closed or open): a view and the byte offset of its first row.
+   * `inRing`: the rows are in a PMem ring page, valid only until that page is reused (the next
+   * leaf hand-offs); rows read from the SSD are a buffer of their own.
+   */
+  leafRows(leafId: number): LeafRowsView {
+    const { flank, leafAggregates, translation, leaves } = this.parts;
+    if (leafId === this.state.openLeafId) {
+      return { view: this.rows, offset: flank.rowsOffset(leafId), count: this.openCount, inRing: true };
+    }
+    const count = leafAggregates.count(leafId);
+    if (leafId >= this.durableLeaves) return { view: this.rows, offset: flank.rowsOffset(leafId), count, inRing: true };
+    const location = translation.get(leafId);
+    invariant(location !== undefined, () => `durable leaf ${leafId} has no translation`);
+    const rows = leaves.read(leafId, location, count);
+    return { view: new DataView(rows.buffer, rows.byteOffset, rows.byteLength), offset: 0, count, inRing: false };
+  }
+
+  /** Closes the open leaf now (tests and merges; appends do it when the leaf is full). */
+  closeLeaf(): void {
+    if (this.openCount === 0) return;
+    this.flush();
+    const { flank, leafAggregates } = this.parts;
+    const leafId = this.state.openLeafId;
+    const aggregate = new Aggregate(this.layout.numeric.length);
+    aggregate.addRows(this.layout, this.rows, flank.rowsOffset(leafId), 0, this.openCount);
+    leafAggregates.write(leafId, aggregate);
+    const next: FlankState = {
+      seq: this.state.seq + 1,
+      openLeafId: leafId + 1,
+      nextIndexNodeId: this.state.nextIndexNodeId,
+      closedEvents: this.state.closedEvents + this.openCount,
+      levels: this.state.levels.map((level) => ({ ...level })),
+    };
+    this.addEntry(next, 0, aggregate.minTs, leafId);
+    this.makeRoomInRing(leafId + 1);
+    flank.openPage(leafId + 1);
+    flank.commit(next);
+    this.state = next;
+    this.openCount = this.durableRows = 0;
+    this.handOff(leafId);
+  }
+
+  /** Closes: everything durable, translation complete. */
+  close(): void {
+    this.checkpoint();
+  }
+
+  /** Adds child `child` (key = its smallest timestamp) to the open node at `level` (0 = level 1). */
+  private addEntry(next: FlankState, level: number, key: Timestamp, child: number): void {
+    const { nodes } = this.parts;
+    if (next.levels.length === level) next.levels.push({ nodeId: this.newIndexNode(next, level + 1), count: 0 });
+    const open = next.levels[level]!;
+    nodes.writeEntry(open.nodeId, open.count, key, child);
+    open.count++;
+    if (open.count < this.nodeFill) return;
+    const aggregate = this.closeIndexNode(open.nodeId, open.count, level + 1);
+    next.levels[level] = { nodeId: this.newIndexNode(next, level + 1), count: 0 };
+    this.addEntry(next, level + 1, aggregate.minTs, open.nodeId);
+  }
+
+  private newIndexNode(next: FlankState, level: number): number {
+    const id = next.nextIndexNodeId++;
+    this.parts.nodes.initialize(id, level);
+    return id;
+  }
+
+  /** Seals an index node: final count, then its aggregates from its children's. */
+  private closeIndexNode(nodeId: number, count: number, level: number): Aggregate {
+    const { nodes, leafAggregates, nodeAggregates } = this.parts;
+    const children = level === 1 ? leafAggregates : nodeAggregates;
+    const total = new Aggregate(this.layout.numeric.length);
+    const child = new Aggregate(this.layout.numeric.length);
+    for (let i = 0; i < count; i++) total.add(children.read(nodes.child(nodeId, i), child));
+    nodes.close(nodeId, count);
+    nodeAggregates.write(nodeId, total);
+    return total;
+  }
+
+  /** The ring page of `leafId` holds leaf leafId - ringPages, which must be durable before reuse. */
+  private makeRoomInRing(leafId: number): void {
+    if (leafId - this.parts.flank.geometry.ringPages >= this.durableLeaves) this.syncLeaves();
+    invariant(leafId - this.parts.flank.geometry.ringPages < this.durableLeaves, () => `ring page of leaf ${leafId} still busy`);
+  }
+
+  private handOff(leafId: number): void {
+    const { view, offset, count } = this.leafRows(leafId);
+    const rows = new Uint8Array(view.buffer, view.byteOffset + offset, count * this.layout.rowBytes);
+    this.unsynced.push({ leafId, location: this.parts.leaves.append(leafId, rows, count) });
+    if (this.unsynced.length >= this.options.syncEvery) this.syncLeaves();
+  }
+
+  private syncLeaves(): void {
+    if (this.unsynced.length === 0) return;
+    this.parts.leaves.sync();
+    for (const { leafId, location } of this.unsynced) {
+      invariant(leafId === this.durableLeaves, () => `leaf ${leafId} synced out of order (expected ${this.durableLeaves})`);
+      this.parts.translation.set(leafId, location);
+      this.durableLeaves++;
+    }
+    this.unsynced = [];
+    this.parts.translation.persistThrough(this.durableLeaves, false);
+  }
+
+  private checkOpenPage(): void {
+    const { flank } = this.parts;
+    const leafId = this.state.openLeafId;
+    if (flank.pageLeafId(leafId) !== leafId || flank.pageCount(leafId) > flank.pageCapacity) {
+      throw new CorruptionError(flank.region.path, 0, `the open leaf ${leafId}'s ring page holds leaf ${flank.pageLeafId(leafId)} with ${flank.pageCount(leafId)} rows`);
+    }
+  }
+
+  /**
+   * Restores the translation slots a crash left unpersisted, from the leaf file's intact records,
+   * and writes out ring leaves that never reached the SSD. Work is bounded by one translation
+   * batch plus the ring, whatever the size of the store.
+   */
+  private recoverLeafFile(): number {
+    const { translation, leaves, flank } = this.parts;
+    const trusted = translation.durableCount;
+    const closed = this.state.openLeafId;
+    if (trusted > closed) throw new CorruptionError(flank.region.path, 0, `translation trusts ${trusted} leaves, the tree has ${closed}`);
+    translation.truncate(trusted);
+    const last = trusted === 0 ? undefined : translation.get(trusted - 1);
+    let end = last === undefined ? leaves.firstRecordOffset : last.offset + last.length;
+    let next = trusted;
+    for (const record of leaves.scanFrom(end)) {
+      if (record.leafId !== next || next >= closed) break;
+      translation.set(next++, record.location);
+      end = record.location.offset + record.location.length;
+    }
+    leaves.truncate(end);
+    for (let leafId = next; leafId < closed; leafId++) {
+      if (flank.pageLeafId(leafId) !== leafId) {
+        throw new CorruptionError(leaves.path, 0, `leaf ${leafId} is neither in the leaf file nor in the PMem ring`);
+      }
+      const count = this.parts.leafAggregates.count(leafId);
+      const rows = new Uint8Array(flank.buffer, flank.rowsOffset(leafId), count * this.layout.rowBytes);
+      translation.set(leafId, leaves.append(leafId, rows, count));
+    }
+    if (next < closed) leaves.sync();
+    translation.persistThrough(closed, true);
+    return closed;
+  }
+
+  private findNewestTimestamp(): Timestamp | undefined {
+    const { flank, leafAggregates } = this.parts;
+    if (this.openCount > 0) {
+      return this.layout.readTimestamp(this.rows, flank.rowsOffset(this.state.openLeafId) + (this.openCount - 1) * this.layout.rowBytes);
+    }
+    return this.state.openLeafId > 0 ? leafAggregates.maxTs(this.state.openLeafId - 1) : undefined;
+  }
+}
+
+/** Throws unless `ts` may follow `newest` in an in-order stream. */
+export function checkInOrder(stream: string, ts: Timestamp, newest: Timestamp | undefined): void {
+  if (newest !== undefined && ts < newest) {
+    throw new MisuseError('INVALID_EVENT', `stream '${stream}': timestamp ${ts} is older than the newest event (${newest}); out-of-order events are not supported yet`);
+  }
+}

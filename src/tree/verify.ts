@@ -1,0 +1,106 @@
+// verify(): walks every invariant of a stream's tree and reports each violation with its place,
+// instead of stopping at the first (TigerBeetle's verify(); SQLite's integrity_check).
+//   cheap: the index - key order, children's time spans in order, levels, every closed node's
+//          aggregates equal to its children's, event totals;
+//   full:  also every leaf - translation slot valid, record intact, rows sorted, the leaf's
+//          aggregates equal to its rows.
+
+import { Aggregate } from './aggregate-array.js';
+import type { Timestamp } from './row-layout.js';
+import type { Tree } from './tree.js';
+
+export interface Violation {
+  readonly where: string;
+  readonly problem: string;
+}
+
+export function verifyTree(tree: Tree, full: boolean): Violation[] {
+  return new Verifier(tree, full).run();
+}
+
+class Verifier {
+  private readonly violations: Violation[] = [];
+  private previousMax: Timestamp | undefined;
+  private events = 0;
+
+  constructor(
+    private readonly tree: Tree,
+    private readonly full: boolean,
+  ) {}
+
+  run(): Violation[] {
+    for (const source of this.tree.sources()) {
+      if (source.kind === 'open-leaf') this.leaf(source.leafId, `open leaf ${source.leafId}`, true);
+      else this.indexNode(source.nodeId, source.level, source.count, `open index node ${source.nodeId}`);
+    }
+    this.check(this.events === this.tree.events, 'tree', `entries account for ${this.events} events, the tree counts ${this.tree.events}`);
+    return this.violations;
+  }
+
+  /** Checks a node's subtree and returns its aggregate, merged from its children's stored ones. */
+  private indexNode(nodeId: number, level: number, count: number, where: string): Aggregate {
+    const { nodes, leafAggregates, nodeAggregates } = this.tree.parts;
+    const children = level === 1 ? leafAggregates : nodeAggregates;
+    const total = new Aggregate(this.tree.layout.numeric.length);
+    this.check(nodes.level(nodeId) === level, where, `level ${nodes.level(nodeId)}, expected ${level}`);
+    this.check(count > 0, where, 'a reachable index node has no entries');
+    for (let i = 0; i < count; i++) {
+      const child = nodes.child(nodeId, i);
+      const stored = children.read(child, new Aggregate(this.tree.layout.numeric.length));
+      const childWhere = `${level === 1 ? 'leaf' : 'index node'} ${child} (entry ${i} of ${where})`;
+      this.check(nodes.key(nodeId, i) === stored.minTs, childWhere, `key ${nodes.key(nodeId, i)} differs from its smallest timestamp ${stored.minTs}`);
+      const actual = level === 1 ? this.leaf(child, childWhere, false) : this.indexNode(child, level - 1, nodes.closedCount(child), childWhere);
+      if (level > 1 || this.full) this.compare(stored, actual, childWhere);
+      if (level === 1) this.consume(stored);
+      total.add(stored);
+    }
+    return total;
+  }
+
+  /**
+   * Reads the leaf (always the open one, the others in full mode) and returns the aggregate of
+   * its rows; a closed leaf in cheap mode returns its stored aggregate unread.
+   */
+  private leaf(leafId: number, where: string, open: boolean): Aggregate {
+    const layout = this.tree.layout;
+    const actual = new Aggregate(layout.numeric.length);
+    if (!this.full && !open) return this.tree.parts.leafAggregates.read(leafId, actual);
+    try {
+      const rows = this.tree.leafRows(leafId);
+      actual.addRows(layout, rows.view, rows.offset, 0, rows.count);
+      for (let r = 1; r < rows.count; r++) {
+        const before = layout.readTimestamp(rows.view, rows.offset + (r - 1) * layout.rowBytes);
+        const after = layout.readTimestamp(rows.view, rows.offset + r * layout.rowBytes);
+        if (!this.check(before <= after, where, `row ${r} has timestamp ${after} after ${before}`)) break;
+      }
+    } catch (err) {
+      this.check(false, where, `unreadable: ${(err as Error).message}`);
+    }
+    if (open) this.consume(actual);
+    return actual;
+  }
+
+  private compare(stored: Aggregate, actual: Aggregate, where: string): void {
+    this.check(stored.count === actual.count, where, `stored count ${stored.count}, children hold ${actual.count}`);
+    this.check(stored.minTs === actual.minTs && stored.maxTs === actual.maxTs, where, `stored span [${stored.minTs}, ${stored.maxTs}], children span [${actual.minTs}, ${actual.maxTs}]`);
+    for (let a = 0; a < stored.sum.length; a++) {
+      const name = this.tree.layout.numeric[a]!.name;
+      this.check(stored.min[a] === actual.min[a] && stored.max[a] === actual.max[a], where, `${name}: stored [${stored.min[a]}, ${stored.max[a]}], children [${actual.min[a]}, ${actual.max[a]}]`);
+      const tolerance = 1e-9 * Math.max(1, Math.abs(actual.sum[a]!));
+      this.check(Math.abs(stored.sum[a]! - actual.sum[a]!) <= tolerance, where, `${name}: stored sum ${stored.sum[a]}, children sum ${actual.sum[a]}`);
+    }
+  }
+
+  /** Accounts a leaf's events (each leaf exactly once) and checks that time spans follow in order. */
+  private consume(leaf: Aggregate): void {
+    if (leaf.count === 0) return;
+    this.check(this.previousMax === undefined || this.previousMax <= leaf.minTs, 'order', `a subtree starting at ${leaf.minTs} follows one ending at ${this.previousMax}`);
+    this.previousMax = leaf.maxTs;
+    this.events += leaf.count;
+  }
+
+  private check(condition: boolean, where: string, problem: string): boolean {
+    if (!condition) this.violations.push({ where, problem });
+    return condition;
+  }
+}
