@@ -1,0 +1,61 @@
+import { type ChildProcess, spawn } from 'node:child_process';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { describe, expect, it } from 'vitest';
+import { open } from '../src/index.js';
+import { Random } from '../src/util/random.js';
+import { stockEventAt } from './fixtures/stock-sequence.js';
+
+// Real process crashes: a child ingesting is killed with SIGKILL at a random moment; the store
+// must reopen with every event the child reported durable, in order, and nothing else.
+const CHILD = join(import.meta.dirname, '..', 'dist', 'test', 'fixtures', 'ingest-child.js');
+const RUNS = Number(process.env.CHRONOTIER_KILL_RUNS ?? 20);
+
+function killAfter(child: ChildProcess, ms: number): Promise<number> {
+  return new Promise((resolve, reject) => {
+    let reported = 0;
+    let buffered = '';
+    let killTimer: NodeJS.Timeout | undefined;
+    child.stdout!.on('data', (chunk: Buffer) => {
+      buffered += chunk.toString();
+      const lines = buffered.split('\n');
+      buffered = lines.pop()!;
+      for (const line of lines) if (line !== '') reported = Number(line);
+      killTimer ??= setTimeout(() => child.kill('SIGKILL'), ms);
+    });
+    let stderr = '';
+    child.stderr!.on('data', (chunk: Buffer) => (stderr += chunk.toString()));
+    child.on('exit', (_code, signal) => {
+      clearTimeout(killTimer);
+      if (signal === 'SIGKILL') resolve(reported);
+      else reject(new Error(`child exited on its own (${signal ?? _code}): ${stderr}`));
+    });
+  });
+}
+
+describe('kill -9 while ingesting', () => {
+  for (const flushEvery of [1, 25]) {
+    it(`keeps every reported-durable event (flushEvery ${flushEvery})`, async () => {
+      const random = new Random(flushEvery);
+      for (let run = 0; run < RUNS / 2; run++) {
+        const root = mkdtempSync(join(tmpdir(), 'chronotier-kill-'));
+        const pmemDir = mkdtempSync('/dev/shm/chronotier-kill-');
+        try {
+          const child = spawn(process.execPath, [CHILD, join(root, 'store'), pmemDir, String(flushEvery), String(run)], { stdio: ['ignore', 'pipe', 'pipe'] });
+          const durable = await killAfter(child, 20 + random.nextInt(300));
+          const store = open(join(root, 'store'), { pmemDir });
+          const stream = store.stream('stock');
+          const events = [...stream.replay()];
+          expect(events.length, `run ${run}: ${events.length} recovered, ${durable} reported durable`).toBeGreaterThanOrEqual(durable);
+          expect(events).toEqual(Array.from({ length: events.length }, (_, i) => stockEventAt(i)));
+          expect(stream.verify({ full: true })).toEqual([]);
+          store.close();
+        } finally {
+          rmSync(root, { recursive: true, force: true });
+          rmSync(pmemDir, { recursive: true, force: true });
+        }
+      }
+    });
+  }
+});
