@@ -1,0 +1,105 @@
+// `npm run bench -- ingest [--events N]`: ingest of the Stock stream (paper §5.2, Fig. 5).
+//   append_batch_eps  appendBatch with columns, flank in PMem, flushEvery 25
+//   append_eps        append(object) one event at a time, flank in PMem, flushEvery 25
+//   dram_flank_eps    append(object) with the flank (all PMem structures) in DRAM - the baseline
+//   ratio_flush25_vs_dram = append_eps / dram_flank_eps (paper: 0.95)
+//   bytes_per_event   leaf file bytes / events (DuckDB: 5.72)
+// Each configuration runs `--repeats` times (default 3) in this process; medians are reported.
+
+import { mkdirSync, rmSync } from 'node:fs';
+import { join } from 'node:path';
+import { DiskMedia } from '../src/media.js';
+import { Store, open } from '../src/store.js';
+import type { Stream } from '../src/stream.js';
+import { STOCK_SCHEMA, StockGenerator, type StockColumns } from './datasets.js';
+import { type BenchArgs, median, nowNs, printResult, printTable, round } from './harness.js';
+
+const CHUNK = 65_536;
+const PMEM_ROOT = '/dev/shm';
+
+interface Run {
+  readonly eps: number;
+  readonly bytesPerEvent: number;
+}
+
+function storeDirs(name: string): { dir: string; pmemDir: string } {
+  const dir = join(process.cwd(), 'data', `bench-ingest-${name}`);
+  const pmemDir = join(PMEM_ROOT, `chronotier-bench-ingest-${name}`);
+  for (const path of [dir, pmemDir]) rmSync(path, { recursive: true, force: true });
+  mkdirSync(dir, { recursive: true });
+  return { dir, pmemDir };
+}
+
+function measure(name: string, volatile: boolean, events: number, feed: (stream: Stream) => void): Run {
+  const { dir, pmemDir } = storeDirs(name);
+  const store = volatile
+    ? Store.openOn(new DiskMedia(dir, pmemDir, { volatileRegions: true }), {}, { storeId: new Uint8Array(16), pmemDir })
+    : open(dir, { pmemDir });
+  const stream = store.createStream('stock', STOCK_SCHEMA);
+  const start = nowNs();
+  feed(stream);
+  stream.flush();
+  const seconds = (nowNs() - start) / 1e9;
+  const bytes = stream.stats().bytesOnSsd;
+  store.close();
+  for (const path of [dir, pmemDir]) rmSync(path, { recursive: true, force: true });
+  return { eps: events / seconds, bytesPerEvent: bytes / events };
+}
+
+/** Event objects for append(), one chunk reused with shifted timestamps so generation is not timed. */
+function objectFeed(chunk: StockColumns, events: number): (stream: Stream) => void {
+  const objects = Array.from({ length: chunk.ts.length }, (_, i) => ({ ts: 0, seq: chunk.seq[i]!, symbol: chunk.symbol[i]!, price: chunk.price[i]!, volume: chunk.volume[i]! }));
+  return (stream) => {
+    for (let done = 0; done < events; done += objects.length) {
+      const n = Math.min(objects.length, events - done);
+      for (let i = 0; i < n; i++) {
+        const event = objects[i]!;
+        event.ts = done + i;
+        stream.append(event);
+      }
+    }
+  };
+}
+
+export function run(args: BenchArgs): void {
+  const events = args.events ?? (args.quick ? 1_000_000 : 10_000_000);
+  const repeats = Number(args.flags.get('repeats') ?? (args.quick ? 1 : 3));
+  const objectEvents = Math.min(events, 3_000_000);
+  const generator = new StockGenerator(42);
+  const chunks: StockColumns[] = [];
+  for (let done = 0; done < events; done += CHUNK) chunks.push(generator.next(Math.min(CHUNK, events - done)));
+  const batchFeed = (stream: Stream) => chunks.forEach((chunk) => stream.appendBatch(chunk));
+  const objects = objectFeed(chunks[0]!, objectEvents);
+
+  const batch: Run[] = [];
+  const single: Run[] = [];
+  const dram: Run[] = [];
+  for (let r = 0; r < repeats; r++) {
+    batch.push(measure('batch', false, events, batchFeed));
+    single.push(measure('single', false, objectEvents, objects));
+    dram.push(measure('dram', true, objectEvents, objects));
+  }
+  const appendBatchEps = median(batch.map((r) => r.eps));
+  const appendEps = median(single.map((r) => r.eps));
+  const dramEps = median(dram.map((r) => r.eps));
+  const bytesPerEvent = median(batch.map((r) => r.bytesPerEvent));
+  const rssMb = process.memoryUsage().rss / 2 ** 20;
+  printTable(`ingest of Stock (28 B events), medians of ${repeats} runs, PMem on ${PMEM_ROOT}`, ['configuration', 'events', 'events/s', 'target'], [
+    ['appendBatch (columns), PMem flank, flushEvery 25', events, appendBatchEps, '>= 10,000,000'],
+    ['append(object), PMem flank, flushEvery 25', objectEvents, appendEps, '>= 3,000,000'],
+    ['append(object), DRAM flank (baseline)', objectEvents, dramEps, ''],
+    ['ratio PMem flank / DRAM flank', '', round(appendEps / dramEps, 3), '>= 0.95'],
+    ['bytes per event on SSD', '', round(bytesPerEvent, 2), '<= 5.7'],
+    ['RSS after the runs (MiB)', '', round(rssMb, 0), 'bounded'],
+  ]);
+  printResult({
+    bench: 'ingest',
+    events,
+    append_eps: Math.round(appendEps),
+    append_batch_eps: Math.round(appendBatchEps),
+    dram_flank_eps: Math.round(dramEps),
+    ratio_flush25_vs_dram: round(appendEps / dramEps, 3),
+    bytes_per_event: round(bytesPerEvent, 3),
+    rss_mb: round(rssMb, 0),
+  });
+}
