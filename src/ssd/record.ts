@@ -103,6 +103,8 @@ export function readRecordAt(file: SsdFile, offset: number): FileRecord {
   if (view.getUint32(trailerAt, true) !== header.totalLength) fail(offset + header.totalLength - 8, 'trailer length does not match the header');
   if (view.getUint32(trailerAt + 4, true) !== trailerCrc(header.totalLength, header.headerCrc)) fail(offset + header.totalLength - 4, 'trailer checksum mismatch');
   if (crc32(payload) !== header.payloadCrc) fail(offset + RECORD_HEADER_BYTES, 'payload checksum mismatch');
+  // Padding is covered by no checksum; it must be zero, so that no flipped bit goes unnoticed.
+  for (let at = header.storedLength; at < trailerAt; at++) if (rest[at] !== 0) fail(offset + RECORD_HEADER_BYTES + at, 'non-zero padding');
   return { header, payload };
 }
 

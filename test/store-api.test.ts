@@ -1,0 +1,99 @@
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterAll, describe, expect, it } from 'vitest';
+import { BoundsError, CorruptionError, MisuseError, open } from '../src/index.js';
+import { STOCK } from './model.js';
+
+const roots: string[] = [];
+afterAll(() => roots.forEach((root) => rmSync(root, { recursive: true, force: true })));
+
+function dirs(): { dir: string; pmemDir: string } {
+  const root = mkdtempSync(join(tmpdir(), 'chronotier-api-'));
+  const pmemDir = mkdtempSync('/dev/shm/chronotier-api-');
+  roots.push(root, pmemDir);
+  return { dir: join(root, 'store'), pmemDir };
+}
+
+const event = (ts: number) => ({ ts, seq: ts, symbol: 1, price: 2.5, volume: 3 });
+
+describe('store API', () => {
+  it('leaves the stream unchanged after any bad append', () => {
+    const { dir, pmemDir } = dirs();
+    const db = open(dir, { pmemDir });
+    const stock = db.createStream('stock', STOCK);
+    stock.appendBatch([event(1), event(2), event(3)]);
+    const bad: Array<[() => void, unknown]> = [
+      [() => stock.append({ ...event(4), price: NaN }), MisuseError],
+      [() => stock.append({ ts: 4, seq: 1 }), MisuseError],
+      [() => stock.append({ ...event(4), extra: 1 }), MisuseError],
+      [() => stock.append({ ...event(4), ts: 4.5 }), BoundsError],
+      [() => stock.append({ ...event(4), ts: 2 ** 54 }), BoundsError],
+      [() => stock.append({ ...event(4), seq: 2 ** 33 }), BoundsError],
+      [() => stock.append(event(1)), MisuseError],
+      [() => stock.appendBatch([event(4), event(5), { ...event(6), volume: -1 }]), BoundsError],
+      [() => stock.appendBatch({ ts: [4, 5], seq: [1, 2], symbol: [1, 2], price: [1, 'x' as unknown as number], volume: [1, 2] }), MisuseError],
+    ];
+    for (const [append, error] of bad) expect(append).toThrow(error as never);
+    expect([...stock.replay()]).toEqual([event(1), event(2), event(3)]);
+    expect(stock.stats().events).toBe(3);
+    db.close();
+  });
+
+  it('refuses every method after close with STORE_CLOSED', () => {
+    const { dir, pmemDir } = dirs();
+    const db = open(dir, { pmemDir });
+    const stock = db.createStream('stock', STOCK);
+    stock.append(event(1));
+    const iterator = stock.range(0, 10);
+    db.close();
+    for (const call of [() => stock.append(event(2)), () => stock.get(1), () => stock.aggregate(0, 1), () => db.stream('stock'), () => db.streams(), () => iterator.next(), () => stock.stats()]) {
+      expect(call).toThrow(expect.objectContaining({ code: 'STORE_CLOSED' }));
+      expect(call).toThrow(TypeError);
+    }
+    db.close();
+  });
+
+  it('reopens streams with their schema, and refuses a second open of the same store', () => {
+    const { dir, pmemDir } = dirs();
+    const db = open(dir, { pmemDir });
+    db.createStream('stock', STOCK);
+    db.createStream('ticks', { v: 'i64' }, { timestamp: 'bigint' });
+    expect(() => open(dir, { pmemDir })).toThrow(expect.objectContaining({ code: 'STORE_LOCKED' }));
+    expect(() => db.createStream('stock', STOCK)).toThrow(expect.objectContaining({ code: 'ALREADY_EXISTS' }));
+    expect(() => db.createStream('bad', { price: 'double' as never })).toThrow(expect.objectContaining({ code: 'INVALID_SCHEMA' }));
+    db.stream('ticks').append({ ts: 2n ** 62n, v: -5n });
+    db.close();
+    const again = open(dir);
+    expect(again.streams().sort()).toEqual(['stock', 'ticks']);
+    expect(again.stream('ticks').get(2n ** 62n)).toEqual([{ ts: 2n ** 62n, v: -5n }]);
+    expect(() => again.stream('nope')).toThrow(expect.objectContaining({ code: 'NOT_FOUND' }));
+    again.close();
+  });
+
+  it('refuses to open as if empty when its PMem files vanished (tmpfs after a reboot)', () => {
+    const { dir, pmemDir } = dirs();
+    const db = open(dir, { pmemDir });
+    db.createStream('stock', STOCK).append(event(1));
+    db.close();
+    rmSync(pmemDir, { recursive: true, force: true });
+    expect(() => open(dir, { pmemDir })).toThrow(CorruptionError);
+    expect(() => open(dir, { pmemDir })).toThrow(/missing/);
+  });
+
+  it('replays with for await, and stops a range at its limit', async () => {
+    const { dir, pmemDir } = dirs();
+    const db = open(dir, { pmemDir });
+    const stock = db.createStream('stock', STOCK);
+    stock.appendBatch(Array.from({ length: 1000 }, (_, i) => event(i)));
+    const seen: number[] = [];
+    for await (const e of stock.replay({ from: 10, to: 20 })) seen.push(e.ts as number);
+    expect(seen).toEqual(Array.from({ length: 11 }, (_, i) => 10 + i));
+    expect([...stock.range(0, 999, { limit: 5 })].length).toBe(5);
+    expect(stock.aggregate(0, 999)).toMatchObject({ count: 1000, price: { sum: 2500, min: 2.5, max: 2.5, avg: 2.5 } });
+    expect(stock.asOf(-1)).toBeUndefined();
+    expect(stock.stats()).toMatchObject({ events: 1000, durability: 'volatile-pmem', unflushedEvents: expect.any(Number) });
+    expect(db.verify({ full: true })).toEqual({ stock: [] });
+    db.close();
+  });
+});
