@@ -7,6 +7,7 @@
 // a number outside its type's range, a non-safe-integer number timestamp -> BoundsError (a RangeError).
 
 import { BoundsError, MisuseError } from './errors.js';
+import { storeColumn } from './leaf/columns.js';
 import { type Attribute, type Schema, TYPE_INFO } from './schema.js';
 import type { Timestamp } from './tree/row-layout.js';
 
@@ -138,12 +139,7 @@ export class EventCodec {
     const count = ts!.length;
     const extra = Object.keys(columns).filter((key) => key !== 'ts' && !this.schema.attributes.some((a) => a.name === key));
     if (extra.length > 0) this.fail(`unknown column${extra.length > 1 ? 's' : ''} ${extra.join(', ')}`);
-    let previous: Timestamp | undefined;
-    for (let i = 0; i < count; i++) {
-      const t = this.checkTimestamp(ts![i], `ts[${i}]`);
-      if (previous !== undefined && t < previous) this.fail(`ts[${i}] = ${t} is before ts[${i - 1}] = ${previous}: a batch must be in timestamp order`);
-      previous = t;
-    }
+    const previous = this.checkColumnTimestamps(ts!, count);
     const arrays = this.codecs.map((codec) => {
       const column = columns[codec.attribute.name];
       if (column === undefined || typeof column.length !== 'number') this.fail(`column '${codec.attribute.name}' is missing`);
@@ -157,10 +153,36 @@ export class EventCodec {
       firstTimestamp: count > 0 ? ts![0]! : 0,
       lastTimestamp: previous ?? 0,
       write: (view, offset, first, n) => {
-        for (let r = 0; r < n; r++) writeTimestamp(view, offset + r * rowBytes, ts![first + r]!);
+        if (this.schema.timestamp === 'number') storeColumn(view, 'ts', offset, rowBytes, n, ts as ArrayLike<number>, first);
+        else for (let r = 0; r < n; r++) writeTimestamp(view, offset + r * rowBytes, ts![first + r]!);
         this.codecs.forEach((codec, a) => writeColumn(codec, arrays[a]!, view, offset, rowBytes, first, n));
       },
     };
+  }
+
+  /** Checks every timestamp of a column and their order; returns the last one. */
+  private checkColumnTimestamps(ts: ArrayLike<Value>, count: number): Timestamp | undefined {
+    let previous: Timestamp | undefined;
+    if (this.schema.timestamp === 'number' && ts instanceof Float64Array) {
+      // The common case, in one tight loop; anything odd is re-checked below for its message.
+      let ordered = true;
+      let last = -Infinity;
+      for (let i = 0; i < count; i++) {
+        const t = ts[i]!;
+        if (!(t >= last) || !Number.isSafeInteger(t)) {
+          ordered = false;
+          break;
+        }
+        last = t;
+      }
+      if (ordered) return count > 0 ? last : undefined;
+    }
+    for (let i = 0; i < count; i++) {
+      const t = this.checkTimestamp(ts[i], `ts[${i}]`);
+      if (previous !== undefined && t < previous) this.fail(`ts[${i}] = ${t} is before ts[${i - 1}] = ${previous}: a batch must be in timestamp order`);
+      previous = t;
+    }
+    return previous;
   }
 
   /** Validates a timestamp given to a query (same rules as an event's). */
@@ -224,6 +246,11 @@ function isExactColumn(attribute: Attribute, column: ArrayLike<Value>): boolean 
 }
 
 function writeColumn(codec: AttributeCodec, column: ArrayLike<Value>, view: DataView, offset: number, rowBytes: number, first: number, n: number): void {
+  const type = codec.attribute.type;
+  if (type !== 'i64' && type !== 'u64') {
+    storeColumn(view, type, offset + codec.attribute.offset, rowBytes, n, column as ArrayLike<number>, first);
+    return;
+  }
   const write = codec.write;
   let at = offset + codec.attribute.offset;
   for (let r = 0; r < n; r++, at += rowBytes) write(view, at, column[first + r]!);

@@ -28,6 +28,8 @@ export interface Media {
   lock(): { release(): void };
   /** What a persisted PMem byte survives, for stats() and the README's table. */
   durability(): DurabilityClass;
+  /** File paths another thread can open (the leaf writer's worker), or undefined if the media is in-process only. */
+  pathsForWorker(region: string, file: string): { regionPath: string; filePath: string } | undefined;
 }
 
 /**
@@ -98,6 +100,10 @@ export class DiskMedia implements Media {
 
   lock(): { release(): void } {
     return lockFile(join(this.dir, 'LOCK'));
+  }
+
+  pathsForWorker(region: string, file: string): { regionPath: string; filePath: string } | undefined {
+    return this.options.volatileRegions === true ? undefined : { regionPath: join(this.pmemDir, region), filePath: join(this.dir, file) };
   }
 
   durability(): DurabilityClass {
@@ -176,6 +182,10 @@ export class SimulatedMedia implements Media {
 
   durability(): DurabilityClass {
     return 'simulated';
+  }
+
+  pathsForWorker(): undefined {
+    return undefined;
   }
 
   /** Write-backs so far: crash tests draw their crash instant from this range. */

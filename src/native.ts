@@ -44,7 +44,7 @@ export function loadNative(variant: NativeVariant = process.env.CHRONOTIER_NATIV
 }
 
 /** The directory holding binding.gyp, whether this runs from src/ (tests) or dist/src/. */
-function packageRoot(): string {
+export function packageRoot(): string {
   let dir = dirname(fileURLToPath(import.meta.url));
   while (!existsSync(join(dir, 'binding.gyp'))) {
     const parent = dirname(dir);

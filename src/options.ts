@@ -12,6 +12,11 @@ export interface OpenOptions {
   readonly syncEvery?: number;
   /** Bytes of decoded leaves cached in DRAM, per stream. Default 64 MiB. */
   readonly cacheBytes?: number;
+  /**
+   * 'worker' (default): leaves are compressed, written and fdatasynced on a worker thread, so
+   * appends never wait on them. 'inline': on the appending thread (simulated media always are).
+   */
+  readonly leafWriter?: 'worker' | 'inline';
   /** Defaults for streams created through this handle. */
   readonly nodeSize?: number;
   readonly spare?: number;
@@ -25,7 +30,7 @@ export interface StreamOptions {
   readonly nodeSize?: number;
   /** Fraction of each node left free for out-of-order events, in [0, 0.5]. Default 0.1. */
   readonly spare?: number;
-  /** Leaf pages in the PMem ring (the open leaf plus full leaves not yet durable on SSD). Default 64. */
+  /** Leaf pages in the PMem ring (the open leaf plus full leaves not yet durable on SSD). Default 256. */
   readonly ringLeaves?: number;
 }
 
@@ -33,6 +38,7 @@ export interface ResolvedOptions {
   readonly flushEvery: number;
   readonly syncEvery: number;
   readonly cacheBytes: number;
+  readonly leafWriter: 'worker' | 'inline';
   readonly nodeSize: number;
   readonly spare: number;
   readonly ringLeaves: number;
@@ -44,9 +50,10 @@ export function resolveOptions(options: OpenOptions): ResolvedOptions {
     flushEvery: integerOption('flushEvery', options.flushEvery, 25, 1, 1_000_000),
     syncEvery: integerOption('syncEvery', options.syncEvery, 16, 1, 4095),
     cacheBytes: integerOption('cacheBytes', options.cacheBytes, 64 * 1024 * 1024, 0, Number.MAX_SAFE_INTEGER),
+    leafWriter: leafWriterOption(options.leafWriter),
     nodeSize: nodeSizeOption(options.nodeSize, 8192),
     spare: spareOption(options.spare, 0.1),
-    ringLeaves: integerOption('ringLeaves', options.ringLeaves, 64, 4, 4096),
+    ringLeaves: integerOption('ringLeaves', options.ringLeaves, 256, 4, 4096),
   };
 }
 
@@ -66,6 +73,12 @@ function integerOption(name: string, value: number | undefined, fallback: number
   if (typeof value !== 'number' || !Number.isSafeInteger(value) || value < min || value > max) {
     throw new BoundsError(`${name} must be an integer in [${min}, ${max}], got ${String(value)}`);
   }
+  return value;
+}
+
+function leafWriterOption(value: string | undefined): 'worker' | 'inline' {
+  if (value === undefined) return 'worker';
+  if (value !== 'worker' && value !== 'inline') throw new MisuseError('INVALID_ARGUMENT', `leafWriter must be 'worker' or 'inline', got ${String(value)}`);
   return value;
 }
 

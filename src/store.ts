@@ -12,8 +12,10 @@ import { EventCodec } from './event-codec.js';
 import { MANIFEST_NAME, type Manifest, type StreamEntry, decodeManifest, encodeManifest } from './manifest.js';
 import { DiskMedia, type Media } from './media.js';
 import type { DurabilityClass, PmemRegion } from './pmem/region.js';
-import { type AttributeType, deserializeSchema, parseSchema, serializeSchema } from './schema.js';
+import { type AttributeType, type Schema, deserializeSchema, parseSchema, serializeSchema } from './schema.js';
 import { LeafFile } from './ssd/leaf-file.js';
+import { type LeafWriter, SyncLeafWriter } from './ssd/leaf-writer.js';
+import { WorkerLeafWriter } from './ssd/worker-leaf-writer.js';
 import { Stream, type Violation } from './stream.js';
 import { AggregateArray } from './tree/aggregate-array.js';
 import { Flank, type FlankGeometry } from './tree/flank.js';
@@ -176,7 +178,8 @@ export class Store {
         translation: TranslationArray.open(translationRegion, storeId, entry.id),
         leaves,
       },
-      { flushEvery: this.options.flushEvery, spare: entry.spare, syncEvery: Math.min(this.options.syncEvery, entry.ringPages - 1) },
+      { flushEvery: this.options.flushEvery, spare: entry.spare },
+      (firstLeaf) => this.startLeafWriter(entry, schema, flankRegion, leaves, firstLeaf),
     );
     const stream = new Stream(entry.name, entry.id, schema, tree, new EventCodec(entry.name, schema), {
       durability: this.durability,
@@ -189,12 +192,31 @@ export class Store {
     return stream;
   }
 
+  /** A worker thread when the media has real files (and it is not turned off), else inline. */
+  private startLeafWriter(entry: StreamEntry, schema: Schema, flank: PmemRegion, leaves: LeafFile, firstLeaf: number): LeafWriter {
+    const geometry = flankGeometry(entry, schema.rowBytes);
+    const paths = this.options.leafWriter === 'worker' ? this.media.pathsForWorker(regionName(entry, 'flank'), leafFileName(entry)) : undefined;
+    if (paths === undefined) {
+      const rowsOf = (leafId: number, count: number) => new Uint8Array(flank.buffer, Flank.rowsOffsetIn(geometry, leafId), count * schema.rowBytes);
+      return new SyncLeafWriter(leaves, rowsOf, Math.min(this.options.syncEvery, entry.ringPages - 1));
+    }
+    return new WorkerLeafWriter({
+      flankPath: paths.regionPath,
+      leafPath: paths.filePath,
+      storeId: this.manifest.storeId,
+      streamId: entry.id,
+      geometry,
+      schema: serializeSchema(schema),
+      firstLeaf,
+    });
+  }
+
   private closeFiles(open: OpenStream): void {
     for (const region of open.regions) region.close();
     open.leaves.close();
   }
 
-  private schemaOf(entry: StreamEntry) {
+  private schemaOf(entry: StreamEntry): Schema {
     return deserializeSchema(new Uint8Array(Buffer.from(entry.schema, 'base64')), MANIFEST_NAME, 0);
   }
 }

@@ -23,6 +23,7 @@
 import { compressSync, uncompressSync } from 'lz4-napi';
 import { CorruptionError } from '../errors.js';
 import { type AttributeType, type Schema, TIMESTAMP_BYTES, TYPE_INFO } from '../schema.js';
+import { type NumericColumnType, extractColumn, storeColumn } from './columns.js';
 
 const CODEC_VERSION = 1;
 const FORM_RAW = 0;
@@ -38,31 +39,33 @@ const MAX_EXPONENT = 6;
 const EXACT_LIMIT = 2 ** 51;
 const POWERS = Array.from({ length: MAX_EXPONENT + 1 }, (_, e) => 10 ** e);
 
-/** How one column is read from and written to a row. */
+/** A column of the row layout: where it sits, and how its values are read as numbers. */
 interface Column {
   readonly offset: number;
   readonly size: number;
-  /** 'int' columns are read as numbers; 'float' columns as f32/f64; 'opaque' only as bytes. */
+  /** 'int' and 'float' columns are read as doubles (number timestamps as 'ts'); 'opaque' only as bytes. */
+  readonly type: AttributeType | 'ts' | 'opaque';
   readonly kind: 'int' | 'float' | 'opaque';
-  readonly get: (view: DataView, at: number) => number;
-  readonly set: (view: DataView, at: number, value: number) => void;
 }
 
 export function encodeLeaf(schema: Schema, rows: Uint8Array, count: number): Uint8Array {
   const columns = columnsOf(schema);
   const view = new DataView(rows.buffer, rows.byteOffset, rows.byteLength);
   const out = new Writer(64 + count * schema.rowBytes * 2 + columns.length * 16);
+  const values = scratchValues(count);
   out.byte(CODEC_VERSION);
   out.byte(columns.length);
   const header = out.position;
   out.skip(columns.length * 2);
   columns.forEach((column, c) => {
-    const [encoding, exponent] = chooseEncoding(column, view, schema.rowBytes, count);
+    if (column.kind !== 'opaque') extractColumn(view, column.type as NumericColumnType, column.offset, schema.rowBytes, count, values);
+    const [encoding, exponent] = chooseEncoding(column, values, count);
     out.bytes[header + 2 * c] = encoding;
     out.bytes[header + 2 * c + 1] = exponent;
     const lengthAt = out.position;
     out.skip(4);
-    writeColumn(out, column, view, schema.rowBytes, count, encoding, exponent);
+    if (encoding === Encoding.Shuffle) writeShuffled(out, view, column, schema.rowBytes, count);
+    else writeVarints(out, values, count, encoding !== Encoding.Varint);
     new DataView(out.bytes.buffer).setUint32(lengthAt, out.position - lengthAt - 4, true);
   });
   const encoded = Buffer.from(out.bytes.buffer, 0, out.position);
@@ -92,10 +95,17 @@ export function decodeLeaf(schema: Schema, payload: Uint8Array, count: number, w
   const forms = columns.map(() => [reader.byte(), reader.byte()] as const);
   const rows = new Uint8Array(count * schema.rowBytes);
   const view = new DataView(rows.buffer);
+  const values = scratchValues(count);
   columns.forEach((column, c) => {
     const [encoding, exponent] = forms[c]!;
     const end = reader.position + 4 + reader.u32();
-    readColumn(reader, column, view, schema.rowBytes, count, encoding, exponent, fail);
+    if (encoding === Encoding.Shuffle) readShuffled(reader, view, column, schema.rowBytes, count);
+    else {
+      checkEncoding(column, encoding, exponent, fail);
+      readVarints(reader, values, count, encoding !== Encoding.Varint);
+      if (encoding === Encoding.DecimalDelta) for (let r = 0; r < count; r++) values[r] = values[r]! / POWERS[exponent]!;
+      storeColumn(view, column.type as NumericColumnType, column.offset, schema.rowBytes, count, values);
+    }
     if (reader.position !== end) fail(`column ${c} has trailing or missing bytes`);
   });
   if (reader.position !== encoded.length) fail('trailing bytes');
@@ -125,64 +135,44 @@ const columnCache = new WeakMap<Schema, Column[]>();
 function columnsOf(schema: Schema): Column[] {
   let columns = columnCache.get(schema);
   if (columns === undefined) {
-    const timestamp: Column = schema.timestamp === 'bigint' ? opaque(0, TIMESTAMP_BYTES) : numberColumn('i64', 0);
-    columns = [timestamp, ...schema.attributes.map((a) => (TYPE_INFO[a.type].kind === 'bigint' ? opaque(a.offset, a.size) : numberColumn(a.type, a.offset)))];
+    const timestamp: Column = schema.timestamp === 'bigint' ? { offset: 0, size: TIMESTAMP_BYTES, type: 'opaque', kind: 'opaque' } : { offset: 0, size: TIMESTAMP_BYTES, type: 'ts', kind: 'int' };
+    columns = [
+      timestamp,
+      ...schema.attributes.map((a): Column => {
+        const kind = TYPE_INFO[a.type].kind;
+        return kind === 'bigint' ? { offset: a.offset, size: a.size, type: 'opaque', kind: 'opaque' } : { offset: a.offset, size: a.size, type: a.type, kind };
+      }),
+    ];
     columnCache.set(schema, columns);
   }
   return columns;
 }
 
-function opaque(offset: number, size: number): Column {
-  return { offset, size, kind: 'opaque', get: () => 0, set: () => undefined };
-}
-
-function numberColumn(type: AttributeType | 'i64', offset: number): Column {
-  const accessors: Record<string, [(v: DataView, at: number) => number, (v: DataView, at: number, x: number) => void]> = {
-    i8: [(v, at) => v.getInt8(at), (v, at, x) => v.setInt8(at, x)],
-    u8: [(v, at) => v.getUint8(at), (v, at, x) => v.setUint8(at, x)],
-    i16: [(v, at) => v.getInt16(at, true), (v, at, x) => v.setInt16(at, x, true)],
-    u16: [(v, at) => v.getUint16(at, true), (v, at, x) => v.setUint16(at, x, true)],
-    i32: [(v, at) => v.getInt32(at, true), (v, at, x) => v.setInt32(at, x, true)],
-    u32: [(v, at) => v.getUint32(at, true), (v, at, x) => v.setUint32(at, x, true)],
-    f32: [(v, at) => v.getFloat32(at, true), (v, at, x) => v.setFloat32(at, x, true)],
-    f64: [(v, at) => v.getFloat64(at, true), (v, at, x) => v.setFloat64(at, x, true)],
-    // Number-kind timestamps are safe integers: the high word is exact as a double.
-    i64: [
-      (v, at) => v.getInt32(at + 4, true) * 4294967296 + v.getUint32(at, true),
-      (v, at, x) => {
-        const high = Math.floor(x / 4294967296);
-        v.setUint32(at, x - high * 4294967296, true);
-        v.setInt32(at + 4, high, true);
-      },
-    ],
-  };
-  const [get, set] = accessors[type]!;
-  const size = type === 'i64' ? 8 : TYPE_INFO[type].size;
-  return { offset, size, kind: type === 'f32' || type === 'f64' ? 'float' : 'int', get, set };
-}
-
-function chooseEncoding(column: Column, view: DataView, rowBytes: number, count: number): [Encoding, number] {
+/**
+ * Picks the smallest exact form for a column. For a decimal float column it rewrites `values`
+ * in place to the scaled integers, which is what DECIMAL_DELTA then stores.
+ */
+function chooseEncoding(column: Column, values: Float64Array, count: number): [Encoding, number] {
   if (column.kind === 'opaque' || count === 0) return [Encoding.Shuffle, 0];
-  if (column.kind === 'float') {
-    const exponent = decimalExponent(column, view, rowBytes, count);
-    if (exponent < 0) return [Encoding.Shuffle, 0];
-    const bytes = varintBytes(column, view, rowBytes, count, exponent, true);
-    return bytes < count * column.size ? [Encoding.DecimalDelta, exponent] : [Encoding.Shuffle, 0];
-  }
-  const delta = varintBytes(column, view, rowBytes, count, 0, true);
-  const plain = varintBytes(column, view, rowBytes, count, 0, false);
   const raw = count * column.size;
+  if (column.kind === 'float') {
+    const exponent = decimalExponent(values, count, column.size === 4);
+    if (exponent < 0) return [Encoding.Shuffle, 0];
+    const scale = POWERS[exponent]!;
+    for (let r = 0; r < count; r++) values[r] = Math.round(values[r]! * scale);
+    return varintSizes(values, count)[0] < raw ? [Encoding.DecimalDelta, exponent] : [Encoding.Shuffle, 0];
+  }
+  const [delta, plain] = varintSizes(values, count);
   if (raw <= delta && raw <= plain) return [Encoding.Shuffle, 0];
   return delta < plain ? [Encoding.DeltaVarint, 0] : [Encoding.Varint, 0];
 }
 
 /** The smallest e such that every value is an integer / 10^e, exactly; -1 if none is. */
-function decimalExponent(column: Column, view: DataView, rowBytes: number, count: number): number {
-  const single = column.size === 4;
+function decimalExponent(values: Float64Array, count: number, single: boolean): number {
   next: for (let e = 0; e <= MAX_EXPONENT; e++) {
     const scale = POWERS[e]!;
-    for (let r = 0, at = column.offset; r < count; r++, at += rowBytes) {
-      const value = column.get(view, at);
+    for (let r = 0; r < count; r++) {
+      const value = values[r]!;
       const scaled = Math.round(value * scale);
       const back = single ? Math.fround(scaled / scale) : scaled / scale;
       if (back !== value || Object.is(value, -0) || Math.abs(scaled) >= EXACT_LIMIT) continue next;
@@ -192,55 +182,63 @@ function decimalExponent(column: Column, view: DataView, rowBytes: number, count
   return -1;
 }
 
-/** Bytes the column takes as zigzag varints (of deltas when `delta`), or Infinity if inexact. */
-function varintBytes(column: Column, view: DataView, rowBytes: number, count: number, exponent: number, delta: boolean): number {
-  const scale = POWERS[exponent]!;
-  let bytes = 0;
+/** Bytes as zigzag varints of deltas and of plain values; Infinity where a value is inexact. */
+function varintSizes(values: Float64Array, count: number): [number, number] {
+  let delta = 0;
+  let plain = 0;
   let previous = 0;
-  for (let r = 0, at = column.offset; r < count; r++, at += rowBytes) {
-    const value = exponent === 0 ? column.get(view, at) : Math.round(column.get(view, at) * scale);
-    const difference = delta ? value - previous : value;
-    if (Math.abs(difference) >= EXACT_LIMIT) return Infinity;
-    bytes += varintLength(zigzag(difference));
+  for (let r = 0; r < count; r++) {
+    const value = values[r]!;
+    const difference = value - previous;
+    if (Math.abs(difference) >= EXACT_LIMIT || Math.abs(value) >= EXACT_LIMIT) return [Infinity, Infinity];
+    delta += varintLength(zigzag(difference));
+    plain += varintLength(zigzag(value));
     previous = value;
   }
-  return bytes;
+  return [delta, plain];
 }
 
-function writeColumn(out: Writer, column: Column, view: DataView, rowBytes: number, count: number, encoding: Encoding, exponent: number): void {
-  if (encoding === Encoding.Shuffle) {
-    for (let byte = 0; byte < column.size; byte++) {
-      for (let r = 0, at = column.offset + byte; r < count; r++, at += rowBytes) out.byte(view.getUint8(at));
-    }
-    return;
+function writeShuffled(out: Writer, view: DataView, column: Column, rowBytes: number, count: number): void {
+  for (let byte = 0; byte < column.size; byte++) {
+    for (let r = 0, at = column.offset + byte; r < count; r++, at += rowBytes) out.byte(view.getUint8(at));
   }
-  const scale = POWERS[exponent]!;
-  const delta = encoding !== Encoding.Varint;
+}
+
+function readShuffled(reader: Reader, view: DataView, column: Column, rowBytes: number, count: number): void {
+  for (let byte = 0; byte < column.size; byte++) {
+    for (let r = 0, at = column.offset + byte; r < count; r++, at += rowBytes) view.setUint8(at, reader.byte());
+  }
+}
+
+function writeVarints(out: Writer, values: Float64Array, count: number, delta: boolean): void {
   let previous = 0;
-  for (let r = 0, at = column.offset; r < count; r++, at += rowBytes) {
-    const value = encoding === Encoding.DecimalDelta ? Math.round(column.get(view, at) * scale) : column.get(view, at);
+  for (let r = 0; r < count; r++) {
+    const value = values[r]!;
     out.varint(zigzag(delta ? value - previous : value));
     previous = value;
   }
 }
 
-function readColumn(reader: Reader, column: Column, view: DataView, rowBytes: number, count: number, encoding: number, exponent: number, fail: (reason: string) => never): void {
-  if (encoding === Encoding.Shuffle) {
-    for (let byte = 0; byte < column.size; byte++) {
-      for (let r = 0, at = column.offset + byte; r < count; r++, at += rowBytes) view.setUint8(at, reader.byte());
-    }
-    return;
-  }
-  if (column.kind === 'opaque' || encoding > Encoding.DecimalDelta || exponent > MAX_EXPONENT) fail(`encoding ${encoding}/${exponent} is not valid for this column`);
-  if ((encoding === Encoding.DecimalDelta) !== (column.kind === 'float')) fail(`encoding ${encoding} does not fit a ${column.kind} column`);
-  const scale = POWERS[exponent]!;
-  const delta = encoding !== Encoding.Varint;
+function readVarints(reader: Reader, values: Float64Array, count: number, delta: boolean): void {
   let previous = 0;
-  for (let r = 0, at = column.offset; r < count; r++, at += rowBytes) {
+  for (let r = 0; r < count; r++) {
     const value = unzigzag(reader.varint()) + (delta ? previous : 0);
-    column.set(view, at, encoding === Encoding.DecimalDelta ? value / scale : value);
+    values[r] = value;
     previous = value;
   }
+}
+
+function checkEncoding(column: Column, encoding: number, exponent: number, fail: (reason: string) => never): void {
+  if (column.kind === 'opaque' || encoding > Encoding.DecimalDelta || exponent > MAX_EXPONENT) fail(`encoding ${encoding}/${exponent} is not valid for this column`);
+  if ((encoding === Encoding.DecimalDelta) !== (column.kind === 'float')) fail(`encoding ${encoding} does not fit a ${column.kind} column`);
+}
+
+let valuesBuffer = new Float64Array(1024);
+
+/** One reusable column buffer: encoding and decoding are synchronous. */
+function scratchValues(count: number): Float64Array {
+  if (valuesBuffer.length < count) valuesBuffer = new Float64Array(count);
+  return valuesBuffer;
 }
 
 function zigzag(value: number): number {
@@ -252,11 +250,12 @@ function unzigzag(value: number): number {
 }
 
 function varintLength(value: number): number {
-  let length = 1;
-  while (value >= 128) {
-    value = Math.floor(value / 128);
-    length++;
-  }
+  if (value < 128) return 1;
+  if (value < 16384) return 2;
+  if (value < 2097152) return 3;
+  if (value < 268435456) return 4;
+  let length = 4;
+  for (value = Math.floor(value / 268435456); value > 0; value = Math.floor(value / 128)) length++;
   return length;
 }
 
@@ -277,9 +276,14 @@ class Writer {
   }
 
   varint(value: number): void {
-    while (value >= 128) {
+    // Values below 2^31 take the 32-bit path; larger ones (up to 2^52) divide.
+    while (value >= 2147483648) {
       this.bytes[this.position++] = (value % 128) | 128;
       value = Math.floor(value / 128);
+    }
+    while (value >= 128) {
+      this.bytes[this.position++] = (value & 127) | 128;
+      value >>>= 7;
     }
     this.bytes[this.position++] = value;
   }

@@ -45,7 +45,9 @@ export class NodeSsdFile implements SsdFile {
     }
   }
 
+  /** Includes what another handle on the file (the leaf writer's worker) appended. */
   get size(): number {
+    if (this.fd !== undefined && this.poisoned === undefined) this.length = Math.max(this.length, fstatSync(this.fd).size);
     return this.length;
   }
 
@@ -64,7 +66,7 @@ export class NodeSsdFile implements SsdFile {
 
   read(offset: number, length: number): Uint8Array {
     const fd = this.open();
-    if (!Number.isSafeInteger(offset) || !Number.isSafeInteger(length) || offset < 0 || length < 0 || offset + length > this.length) {
+    if (!Number.isSafeInteger(offset) || !Number.isSafeInteger(length) || offset < 0 || length < 0 || offset + length > this.size) {
       throw new BoundsError(`${this.path}: read of ${length} bytes at ${offset} is outside the file of ${this.length} bytes`);
     }
     const bytes = new Uint8Array(length);

@@ -78,8 +78,7 @@ export class LeafFile implements LeafSink {
   }
 
   append(leafId: number, rows: Uint8Array, count: number): LeafLocation {
-    const payload = encodeLeaf(this.schema, rows, count);
-    const record = encodeRecord(RecordKind.Leaf, 0, leafId, payload, rows.length);
+    const record = encodeLeafRecord(this.schema, leafId, rows, count);
     const offset = this.file.append(record);
     this.cache.delete(leafId);
     return { offset, length: record.length };
@@ -97,7 +96,7 @@ export class LeafFile implements LeafSink {
     if (header.kind !== RecordKind.Leaf || header.nodeId !== leafId || header.totalLength !== location.length || header.rawLength !== count * schema.rowBytes) {
       throw new CorruptionError(this.file.path, location.offset, `expected leaf ${leafId} of ${count} rows, found a record of kind ${header.kind} for node ${header.nodeId} (${header.rawLength} raw bytes)`);
     }
-    const rows = decodeLeaf(schema, payload, count);
+    const rows = decodeLeaf(schema, payload, count, { file: this.file.path, offset: location.offset });
     this.cache.set(leafId, rows);
     return rows;
   }
@@ -120,6 +119,11 @@ export class LeafFile implements LeafSink {
   close(): void {
     this.file.close();
   }
+}
+
+/** A LEAF record holding `count` rows, encoded and compressed. */
+export function encodeLeafRecord(schema: Schema, leafId: number, rows: Uint8Array, count: number): Uint8Array {
+  return encodeRecord(RecordKind.Leaf, 0, leafId, encodeLeaf(schema, rows, count), rows.length);
 }
 
 function headerPayload(storeId: Uint8Array, streamId: number): Uint8Array {

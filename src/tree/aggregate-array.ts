@@ -12,6 +12,7 @@
 // the node's entry in its parent is persisted - so a reachable child always has its aggregates.
 // A slot is never rewritten in place except by an out-of-order merge, which writes a new node id.
 
+import { extractColumn } from '../leaf/columns.js';
 import { FileKind } from '../pmem/file-header.js';
 import { FlatArray } from '../pmem/flat-array.js';
 import type { PmemRegion } from '../pmem/region.js';
@@ -52,22 +53,49 @@ export class Aggregate {
     }
   }
 
-  /** Folds rows [first, end) of a row-major buffer into this. */
+  /** Folds rows [first, end) of a row-major buffer into this, a column at a time. */
   addRows(layout: RowLayout, view: DataView, rowsOffset: number, first: number, end: number): void {
-    for (let r = first; r < end; r++) {
-      const at = rowsOffset + r * layout.rowBytes;
-      const ts = layout.readTimestamp(view, at);
+    const count = end - first;
+    if (count <= 0) return;
+    const base = rowsOffset + first * layout.rowBytes;
+    for (let r = 0; r < count; r++) {
+      const ts = layout.readTimestamp(view, base + r * layout.rowBytes);
       if (this.count === 0 || ts < this.minTs) this.minTs = ts;
       if (this.count === 0 || ts > this.maxTs) this.maxTs = ts;
       this.count++;
-      for (let a = 0; a < layout.numeric.length; a++) {
-        const value = layout.numeric[a]!.readNumber(view, at);
-        if (value < this.min[a]!) this.min[a] = value;
-        if (value > this.max[a]!) this.max[a] = value;
-        this.sum[a]! += value;
-      }
     }
+    const values = columnScratch(count);
+    layout.numeric.forEach((attribute, a) => {
+      if (attribute.columnType === undefined) {
+        for (let r = 0; r < count; r++) values[r] = attribute.readNumber(view, base + r * layout.rowBytes);
+      } else {
+        extractColumn(view, attribute.columnType, base + attribute.offset, layout.rowBytes, count, values);
+      }
+      this.foldColumn(a, values, count);
+    });
   }
+
+  private foldColumn(a: number, values: Float64Array, count: number): void {
+    let min = this.min[a]!;
+    let max = this.max[a]!;
+    let sum = this.sum[a]!;
+    for (let r = 0; r < count; r++) {
+      const value = values[r]!;
+      if (value < min) min = value;
+      if (value > max) max = value;
+      sum += value;
+    }
+    this.min[a] = min;
+    this.max[a] = max;
+    this.sum[a] = sum;
+  }
+}
+
+let scratch = new Float64Array(1024);
+
+function columnScratch(count: number): Float64Array {
+  if (scratch.length < count) scratch = new Float64Array(count);
+  return scratch;
 }
 
 export class AggregateArray {

@@ -121,7 +121,11 @@ export class Flank {
 
   /** Byte offset of leaf `leafId`'s first row in the file. */
   rowsOffset(leafId: number): number {
-    return this.pageOffset(leafId) + PAGE_HEADER_BYTES;
+    return Flank.rowsOffsetIn(this.geometry, leafId);
+  }
+
+  static rowsOffsetIn(geometry: FlankGeometry, leafId: number): number {
+    return PAGES_OFFSET + (leafId % geometry.ringPages) * geometry.nodeSize + PAGE_HEADER_BYTES;
   }
 
   /** Reads the newest valid root record; throws CorruptionError if neither copy verifies. */

@@ -2,6 +2,7 @@
 // filters. Built once per stream from its schema, so the hot loops call small monomorphic
 // closures instead of switching on types per value.
 
+import type { NumericColumnType } from '../leaf/columns.js';
 import type { Schema } from '../schema.js';
 
 /** An int64 timestamp: a safe-integer number, or a bigint for streams created with timestamp 'bigint'. */
@@ -9,12 +10,17 @@ export type Timestamp = number | bigint;
 
 export interface NumericAttribute {
   readonly name: string;
+  /** Byte offset in the row, and the column type for bulk reads (undefined for i64/u64). */
+  readonly offset: number;
+  readonly columnType: NumericColumnType | undefined;
   /** The attribute of the row at `rowOffset` as a double (i64/u64: the nearest double). */
   readNumber(view: DataView, rowOffset: number): number;
 }
 
 export interface RowLayout {
   readonly rowBytes: number;
+  /** 'ts' for number timestamps (bulk-readable as doubles), undefined for bigint ones. */
+  readonly timestampColumn: NumericColumnType | undefined;
   readonly numeric: readonly NumericAttribute[];
   readTimestamp(view: DataView, offset: number): Timestamp;
   writeTimestamp(view: DataView, offset: number, ts: Timestamp): void;
@@ -38,11 +44,13 @@ export function rowLayout(schema: Schema): RowLayout {
     const read = NUMBER_READERS[attribute.type];
     if (read === undefined) throw new TypeError(`no reader for attribute type ${attribute.type}`);
     const offset = attribute.offset;
-    return { name: attribute.name, readNumber: (view, rowOffset) => read(view, rowOffset + offset) };
+    const columnType = attribute.type === 'i64' || attribute.type === 'u64' ? undefined : attribute.type;
+    return { name: attribute.name, offset, columnType, readNumber: (view, rowOffset) => read(view, rowOffset + offset) };
   });
   const bigint = schema.timestamp === 'bigint';
   return {
     rowBytes: schema.rowBytes,
+    timestampColumn: bigint ? undefined : 'ts',
     numeric,
     readTimestamp: bigint ? readBigIntTimestamp : readNumberTimestamp,
     writeTimestamp: bigint ? writeBigIntTimestamp : writeNumberTimestamp,

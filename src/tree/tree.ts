@@ -15,11 +15,13 @@
 //      open node replaces it (header persisted);
 //   4. the next leaf's ring page is reset (header persisted) - its previous leaf is durable;
 //   5. the flank's root record is committed: the new tree is now the tree;
-//   6. the leaf is handed to the leaf file; every `syncEvery` leaves the file is fdatasynced and
-//      the translation slots of the synced leaves are set (persisted in batches of 32).
+//   6. the leaf is handed to the leaf writer (ssd/leaf-writer.ts), which encodes, appends and
+//      fdatasyncs it - on a worker thread in a real store; once it reports the leaf durable,
+//      the leaf's translation slot is set (persisted in batches of 32).
 
 import { CorruptionError, MisuseError, invariant } from '../errors.js';
-import type { LeafLocation, LeafSink } from '../ssd/leaf-file.js';
+import type { LeafSink } from '../ssd/leaf-file.js';
+import type { LeafWriter } from '../ssd/leaf-writer.js';
 import { Aggregate, type AggregateArray } from './aggregate-array.js';
 import type { Flank, FlankState } from './flank.js';
 import type { IndexNodeArray } from './index-node-array.js';
@@ -31,8 +33,6 @@ export interface TreeOptions {
   readonly flushEvery: number;
   /** Fraction of every node kept free for out-of-order inserts (paper: 10 %). */
   readonly spare: number;
-  /** fdatasync the leaf file once per this many leaves (must be < ringPages). */
-  readonly syncEvery: number;
 }
 
 export interface TreeParts {
@@ -66,15 +66,16 @@ export class Tree {
   private durableRows: number;
   /** Leaves [0, durableLeaves) are durable on SSD with their translation slot set. */
   private durableLeaves: number;
-  private unsynced: Array<{ leafId: number; location: LeafLocation }> = [];
   private newest: Timestamp | undefined;
+  private readonly writer: LeafWriter;
 
+  /** Opens the tree, recovering what a crash left; then starts its leaf writer at the first leaf to write. */
   constructor(
     readonly parts: TreeParts,
     readonly options: TreeOptions,
+    startWriter: (firstLeaf: number) => LeafWriter,
   ) {
     const { flank, nodes } = parts;
-    invariant(options.syncEvery < flank.geometry.ringPages, 'syncEvery must be smaller than the ring');
     this.leafFill = Math.max(1, Math.floor(flank.pageCapacity * (1 - options.spare)));
     this.nodeFill = Math.max(2, Math.floor(nodes.capacity * (1 - options.spare)));
     this.rows = new DataView(flank.buffer);
@@ -83,6 +84,7 @@ export class Tree {
     this.openCount = this.durableRows = flank.pageCount(this.state.openLeafId);
     this.durableLeaves = this.recoverLeafFile();
     this.newest = this.findNewestTimestamp();
+    this.writer = startWriter(this.durableLeaves);
   }
 
   get layout(): RowLayout {
@@ -147,10 +149,10 @@ export class Tree {
     this.durableRows = this.openCount;
   }
 
-  /** Flushes, syncs the leaf file and persists every translation slot: a restart then scans nothing. */
+  /** Flushes, waits until every closed leaf is durable, persists every translation slot: a restart then scans nothing. */
   checkpoint(): void {
     this.flush();
-    this.syncLeaves();
+    this.collectDurable(this.state.openLeafId);
     this.parts.translation.persistThrough(this.durableLeaves, true);
   }
 
@@ -204,13 +206,15 @@ export class Tree {
     flank.openPage(leafId + 1);
     flank.commit(next);
     this.state = next;
+    const count = this.openCount;
     this.openCount = this.durableRows = 0;
-    this.handOff(leafId);
+    this.handOff(leafId, count);
   }
 
-  /** Closes: everything durable, translation complete. */
+  /** Closes: everything durable, translation complete, writer stopped. */
   close(): void {
     this.checkpoint();
+    this.writer.close();
   }
 
   /** Adds child `child` (key = its smallest timestamp) to the open node at `level` (0 = level 1). */
@@ -246,27 +250,25 @@ export class Tree {
 
   /** The ring page of `leafId` holds leaf leafId - ringPages, which must be durable before reuse. */
   private makeRoomInRing(leafId: number): void {
-    if (leafId - this.parts.flank.geometry.ringPages >= this.durableLeaves) this.syncLeaves();
-    invariant(leafId - this.parts.flank.geometry.ringPages < this.durableLeaves, () => `ring page of leaf ${leafId} still busy`);
+    const reused = leafId - this.parts.flank.geometry.ringPages;
+    if (reused >= this.durableLeaves) this.collectDurable(reused + 1);
+    invariant(reused < this.durableLeaves, () => `ring page of leaf ${leafId} still busy`);
   }
 
-  private handOff(leafId: number): void {
-    const { view, offset, count } = this.leafRows(leafId);
-    const rows = new Uint8Array(view.buffer, view.byteOffset + offset, count * this.layout.rowBytes);
-    this.unsynced.push({ leafId, location: this.parts.leaves.append(leafId, rows, count) });
-    if (this.unsynced.length >= this.options.syncEvery) this.syncLeaves();
+  private handOff(leafId: number, count: number): void {
+    this.writer.submit(leafId, count);
+    this.collectDurable(undefined);
   }
 
-  private syncLeaves(): void {
-    if (this.unsynced.length === 0) return;
-    this.parts.leaves.sync();
-    for (const { leafId, location } of this.unsynced) {
-      invariant(leafId === this.durableLeaves, () => `leaf ${leafId} synced out of order (expected ${this.durableLeaves})`);
+  /** Sets the translation slots of leaves the writer made durable (waiting for those below `until`). */
+  private collectDurable(until: number | undefined): void {
+    const durable = this.writer.takeDurable(until);
+    for (const { leafId, location } of durable) {
+      invariant(leafId === this.durableLeaves, () => `leaf ${leafId} became durable out of order (expected ${this.durableLeaves})`);
       this.parts.translation.set(leafId, location);
       this.durableLeaves++;
     }
-    this.unsynced = [];
-    this.parts.translation.persistThrough(this.durableLeaves, false);
+    if (durable.length > 0) this.parts.translation.persistThrough(this.durableLeaves, false);
   }
 
   private checkOpenPage(): void {
