@@ -219,13 +219,26 @@ function writeVarints(out: Writer, values: Float64Array, count: number, delta: b
   }
 }
 
+/** The hot loop of decoding: reads the bytes directly, one bounds check per byte. */
 function readVarints(reader: Reader, values: Float64Array, count: number, delta: boolean): void {
+  const bytes = reader.bytes;
+  const end = bytes.length;
+  let position = reader.position;
   let previous = 0;
   for (let r = 0; r < count; r++) {
-    const value = unzigzag(reader.varint()) + (delta ? previous : 0);
+    if (position >= end) reader.fail('truncated');
+    let byte = bytes[position++]!;
+    let zigzagged = byte & 127;
+    for (let scale = 128; byte >= 128; scale *= 128) {
+      if (position >= end || scale > 2 ** 49) reader.fail('truncated or overlong varint');
+      byte = bytes[position++]!;
+      zigzagged += (byte & 127) * scale;
+    }
+    const value = unzigzag(zigzagged) + (delta ? previous : 0);
     values[r] = value;
     previous = value;
   }
+  reader.position = position;
 }
 
 function checkEncoding(column: Column, encoding: number, exponent: number, fail: (reason: string) => never): void {
@@ -301,8 +314,8 @@ class Reader {
   position = 0;
 
   constructor(
-    private readonly bytes: Uint8Array,
-    private readonly fail: (reason: string) => never,
+    readonly bytes: Uint8Array,
+    readonly fail: (reason: string) => never,
   ) {}
 
   byte(): number {
@@ -312,16 +325,5 @@ class Reader {
 
   u32(): number {
     return this.byte() + this.byte() * 256 + this.byte() * 65536 + this.byte() * 16777216;
-  }
-
-  varint(): number {
-    let value = 0;
-    let scale = 1;
-    for (let i = 0; i < 8; i++, scale *= 128) {
-      const byte = this.byte();
-      value += (byte & 127) * scale;
-      if (byte < 128) return value;
-    }
-    return this.fail('varint longer than 8 bytes');
   }
 }

@@ -66,7 +66,8 @@ export class NodeSsdFile implements SsdFile {
 
   read(offset: number, length: number): Uint8Array {
     const fd = this.open();
-    if (!Number.isSafeInteger(offset) || !Number.isSafeInteger(length) || offset < 0 || length < 0 || offset + length > this.size) {
+    // Past the cached length, re-stat once: the leaf writer's thread may have appended.
+    if (!Number.isSafeInteger(offset) || !Number.isSafeInteger(length) || offset < 0 || length < 0 || (offset + length > this.length && offset + length > this.size)) {
       throw new BoundsError(`${this.path}: read of ${length} bytes at ${offset} is outside the file of ${this.length} bytes`);
     }
     const bytes = new Uint8Array(length);

@@ -92,7 +92,7 @@ export class LeafFile implements LeafSink {
     const cached = this.cache.get(leafId);
     if (cached !== undefined) return cached;
     const schema = this.schema;
-    const { header, payload } = readRecordAt(this.file, location.offset);
+    const { header, payload } = readRecordAt(this.file, location.offset, location.length);
     if (header.kind !== RecordKind.Leaf || header.nodeId !== leafId || header.totalLength !== location.length || header.rawLength !== count * schema.rowBytes) {
       throw new CorruptionError(this.file.path, location.offset, `expected leaf ${leafId} of ${count} rows, found a record of kind ${header.kind} for node ${header.nodeId} (${header.rawLength} raw bytes)`);
     }

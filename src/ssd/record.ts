@@ -21,7 +21,7 @@
 // keep a torn sector from making garbage look like the start of a record.
 
 import { crc32 } from 'node:zlib';
-import { CorruptionError } from '../errors.js';
+import { BoundsError, CorruptionError } from '../errors.js';
 import type { SsdFile } from './file.js';
 
 export const RECORD_MAGIC = 0x524c5443;
@@ -90,14 +90,19 @@ export function encodeRecord(kind: RecordKind, flags: number, nodeId: number, pa
   return bytes;
 }
 
-/** Reads and verifies the record at `offset`; throws CorruptionError naming file and offset. */
-export function readRecordAt(file: SsdFile, offset: number): FileRecord {
-  const header = readHeader(file, offset);
-  const rest = file.read(offset + RECORD_HEADER_BYTES, header.totalLength - RECORD_HEADER_BYTES);
-  const payload = rest.subarray(0, header.storedLength);
+/**
+ * Reads and verifies the record at `offset`; throws CorruptionError naming file and offset.
+ * With `knownLength` (from a translation slot) the record is read with one read instead of two.
+ */
+export function readRecordAt(file: SsdFile, offset: number, knownLength?: number): FileRecord {
   const fail = (at: number, reason: string): never => {
     throw new CorruptionError(file.path, at, reason);
   };
+  const whole = knownLength === undefined || knownLength < RECORD_HEADER_BYTES || knownLength > MAX_RECORD_BYTES ? undefined : readWithin(file, offset, knownLength);
+  const header = parseHeader(file.path, offset, whole?.subarray(0, RECORD_HEADER_BYTES) ?? readWithin(file, offset, RECORD_HEADER_BYTES));
+  if (whole !== undefined && header.totalLength !== whole.length) fail(offset, `record is ${header.totalLength} bytes, ${whole.length} were expected`);
+  const rest = whole?.subarray(RECORD_HEADER_BYTES) ?? readWithin(file, offset + RECORD_HEADER_BYTES, header.totalLength - RECORD_HEADER_BYTES);
+  const payload = rest.subarray(0, header.storedLength);
   const view = new DataView(rest.buffer, rest.byteOffset, rest.byteLength);
   const trailerAt = rest.length - RECORD_TRAILER_BYTES;
   if (view.getUint32(trailerAt, true) !== header.totalLength) fail(offset + header.totalLength - 8, 'trailer length does not match the header');
@@ -159,13 +164,21 @@ export function* scanBackward(file: SsdFile, state: ScanEnd = { end: file.size }
   state.end = end;
 }
 
-function readHeader(file: SsdFile, offset: number): RecordHeader {
+/** Reads bytes that a record claims to have; a file too short for them is a torn record. */
+function readWithin(file: SsdFile, offset: number, length: number): Uint8Array {
+  if (offset % 8 !== 0) throw new CorruptionError(file.path, offset, 'a record must start at a multiple of 8');
+  try {
+    return file.read(offset, length);
+  } catch (err) {
+    if (err instanceof BoundsError) throw new CorruptionError(file.path, offset, `truncated record: ${length} bytes from ${offset} pass the end of the file`);
+    throw err;
+  }
+}
+
+function parseHeader(path: string, offset: number, bytes: Uint8Array): RecordHeader {
   const fail = (at: number, reason: string): never => {
-    throw new CorruptionError(file.path, at, reason);
+    throw new CorruptionError(path, at, reason);
   };
-  if (offset % 8 !== 0) fail(offset, 'a record must start at a multiple of 8');
-  if (offset + RECORD_HEADER_BYTES > file.size) fail(offset, `truncated record header (file ends at ${file.size})`);
-  const bytes = file.read(offset, RECORD_HEADER_BYTES);
   const view = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
   if (view.getUint32(MAGIC_OFFSET, true) !== RECORD_MAGIC) fail(offset, 'bad record magic');
   const headerCrc = view.getUint32(HEADER_CRC_OFFSET, true);
@@ -174,7 +187,6 @@ function readHeader(file: SsdFile, offset: number): RecordHeader {
   const storedLength = view.getUint32(STORED_LENGTH_OFFSET, true);
   const totalLength = recordLength(storedLength);
   if (totalLength > MAX_RECORD_BYTES) fail(offset, `record of ${totalLength} bytes exceeds the limit`);
-  if (offset + totalLength > file.size) fail(offset, `truncated record: ${totalLength} bytes from ${offset}, file ends at ${file.size}`);
   return {
     kind: view.getUint8(KIND_OFFSET),
     flags: view.getUint8(FLAGS_OFFSET),
