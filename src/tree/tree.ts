@@ -85,6 +85,7 @@ export class Tree {
     this.durableLeaves = this.recoverLeafFile();
     this.newest = this.findNewestTimestamp();
     this.writer = startWriter(this.durableLeaves);
+    this.resubmitRingLeaves();
   }
 
   get layout(): RowLayout {
@@ -281,8 +282,8 @@ export class Tree {
 
   /**
    * Restores the translation slots a crash left unpersisted, from the leaf file's intact records,
-   * and writes out ring leaves that never reached the SSD. Work is bounded by one translation
-   * batch plus the ring, whatever the size of the store.
+   * and returns the first closed leaf not on SSD. Work is bounded by one translation batch plus
+   * the ring, whatever the size of the store.
    */
   private recoverLeafFile(): number {
     const { translation, leaves, flank } = this.parts;
@@ -303,13 +304,18 @@ export class Tree {
       if (flank.pageLeafId(leafId) !== leafId) {
         throw new CorruptionError(leaves.path, 0, `leaf ${leafId} is neither in the leaf file nor in the PMem ring`);
       }
-      const count = this.parts.leafAggregates.count(leafId);
-      const rows = new Uint8Array(flank.buffer, flank.rowsOffset(leafId), count * this.layout.rowBytes);
-      translation.set(leafId, leaves.append(leafId, rows, count));
     }
-    if (next < closed) leaves.sync();
-    translation.persistThrough(closed, true);
-    return closed;
+    translation.persistThrough(next, true);
+    return next;
+  }
+
+  /**
+   * Closed leaves a crash kept from the SSD are still in their ring pages, where queries read
+   * them; they go to the leaf writer like any hand-off, so open() does not wait for them.
+   */
+  private resubmitRingLeaves(): void {
+    for (let leafId = this.durableLeaves; leafId < this.state.openLeafId; leafId++) this.writer.submit(leafId, this.parts.leafAggregates.count(leafId));
+    this.collectDurable(undefined);
   }
 
   private findNewestTimestamp(): Timestamp | undefined {
