@@ -11,7 +11,8 @@
 //   64  entries, 16 bytes each, ordered by key:
 //         i64  key: smallest timestamp of the child (raw 8 bytes)
 //         u32  child id (a leaf id at level 1, an index-node id above)
-//         u32  reserved
+//         u32  bit 0: the child is an index node (the paper's bit telling the two id
+//              sequences apart; redundant with the level, and checked against it by verify())
 // Persistence rule: an entry is persisted before the commit that makes it reachable (the flank's
 // root record for an open node); a closing node's count is persisted before its parent's entry.
 // Entries past the committed count are garbage and are overwritten without being read.
@@ -27,6 +28,8 @@ const LEVEL_OFFSET = COUNT_OFFSET + 4;
 const NODE_HEADER_BYTES = 64;
 const ENTRY_BYTES = 16;
 const ENTRY_CHILD_OFFSET = 8;
+const ENTRY_FLAGS_OFFSET = ENTRY_CHILD_OFFSET + 4;
+const CHILD_IS_INDEX = 1;
 const INITIAL_SLOTS = 16;
 
 /** How many entries a node of `nodeSize` bytes holds. */
@@ -67,12 +70,13 @@ export class IndexNodeArray {
   }
 
   /** Writes and persists entry `index` of node `id`. */
-  writeEntry(id: number, index: number, key: Timestamp, child: number): void {
+  writeEntry(id: number, index: number, key: Timestamp, child: number, childIsIndex: boolean): void {
     invariant(index < this.capacity, () => `index node ${id}: entry ${index} past capacity ${this.capacity}`);
     const at = this.entryOffset(id, index);
     const view = this.array.view;
     this.layout.writeTimestamp(view, at, key);
     view.setUint32(at + ENTRY_CHILD_OFFSET, child, true);
+    view.setUint32(at + ENTRY_FLAGS_OFFSET, childIsIndex ? CHILD_IS_INDEX : 0, true);
     this.array.region.persist(at, ENTRY_BYTES);
   }
 
@@ -98,6 +102,10 @@ export class IndexNodeArray {
 
   child(id: number, index: number): number {
     return this.array.view.getUint32(this.entryOffset(id, index) + ENTRY_CHILD_OFFSET, true);
+  }
+
+  childIsIndex(id: number, index: number): boolean {
+    return (this.array.view.getUint32(this.entryOffset(id, index) + ENTRY_FLAGS_OFFSET, true) & CHILD_IS_INDEX) !== 0;
   }
 
   /**

@@ -223,7 +223,7 @@ export class Tree {
     const { nodes } = this.parts;
     if (next.levels.length === level) next.levels.push({ nodeId: this.newIndexNode(next, level + 1), count: 0 });
     const open = next.levels[level]!;
-    nodes.writeEntry(open.nodeId, open.count, key, child);
+    nodes.writeEntry(open.nodeId, open.count, key, child, level > 0);
     open.count++;
     if (open.count < this.nodeFill) return;
     const aggregate = this.closeIndexNode(open.nodeId, open.count, level + 1);

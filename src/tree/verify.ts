@@ -49,6 +49,7 @@ class Verifier {
       const stored = children.read(child, new Aggregate(this.tree.layout.numeric.length));
       const childWhere = `${level === 1 ? 'leaf' : 'index node'} ${child} (entry ${i} of ${where})`;
       this.check(nodes.key(nodeId, i) === stored.minTs, childWhere, `key ${nodes.key(nodeId, i)} differs from its smallest timestamp ${stored.minTs}`);
+      this.check(nodes.childIsIndex(nodeId, i) === level > 1, childWhere, `the entry's index-node bit says ${nodes.childIsIndex(nodeId, i)} at level ${level}`);
       const actual = level === 1 ? this.leaf(child, childWhere, false) : this.indexNode(child, level - 1, nodes.closedCount(child), childWhere);
       if (level > 1 || this.full) this.compare(stored, actual, childWhere);
       if (level === 1) this.consume(stored);
