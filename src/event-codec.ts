@@ -8,8 +8,8 @@
 
 import { BoundsError, MisuseError } from './errors.js';
 import { storeColumn } from './leaf/columns.js';
-import { type Attribute, type Schema, TYPE_INFO } from './schema.js';
-import type { Timestamp } from './tree/row-layout.js';
+import { type Attribute, type Schema, TYPE_INFO, VALUE_READERS } from './schema.js';
+import { type Timestamp, writeTimestamp } from './tree/row-layout.js';
 
 /** An event as queries return it: `ts` and every attribute. */
 export type Event = { readonly ts: Timestamp } & { readonly [attribute: string]: number | bigint };
@@ -50,18 +50,6 @@ const WRITERS: Record<string, (view: DataView, at: number, value: Value) => void
   u64: (v, at, x) => v.setBigUint64(at, x as bigint, true),
 };
 
-const READERS: Record<string, (view: DataView, at: number) => Value> = {
-  i8: (v, at) => v.getInt8(at),
-  u8: (v, at) => v.getUint8(at),
-  i16: (v, at) => v.getInt16(at, true),
-  u16: (v, at) => v.getUint16(at, true),
-  i32: (v, at) => v.getInt32(at, true),
-  u32: (v, at) => v.getUint32(at, true),
-  f32: (v, at) => v.getFloat32(at, true),
-  f64: (v, at) => v.getFloat64(at, true),
-  i64: (v, at) => v.getBigInt64(at, true),
-  u64: (v, at) => v.getBigUint64(at, true),
-};
 
 export class EventCodec {
   private readonly codecs: readonly AttributeCodec[];
@@ -222,7 +210,7 @@ export class EventCodec {
               throw new BoundsError(`${where} is out of range: ${String(value)}`);
             }
           };
-    return { attribute, check, write: WRITERS[attribute.type]!, read: READERS[attribute.type]! };
+    return { attribute, check, write: WRITERS[attribute.type]!, read: VALUE_READERS[attribute.type] };
   }
 
   private fail(message: string): never {
@@ -254,16 +242,6 @@ function writeColumn(codec: AttributeCodec, column: ArrayLike<Value>, view: Data
   const write = codec.write;
   let at = offset + codec.attribute.offset;
   for (let r = 0; r < n; r++, at += rowBytes) write(view, at, column[first + r]!);
-}
-
-function writeTimestamp(view: DataView, offset: number, ts: Timestamp): void {
-  if (typeof ts === 'bigint') {
-    view.setBigInt64(offset, ts, true);
-    return;
-  }
-  const high = Math.floor(ts / 4294967296);
-  view.setUint32(offset, ts - high * 4294967296, true);
-  view.setInt32(offset + 4, high, true);
 }
 
 function describe(value: unknown): string {

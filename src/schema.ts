@@ -43,6 +43,20 @@ export const TYPE_INFO: Readonly<Record<AttributeType, TypeInfo>> = {
   u64: { size: 8, kind: 'bigint', min: 0n, max: 2n ** 64n - 1n },
 };
 
+/** Reads an attribute's value from a row (bigints for i64/u64), one function per type. */
+export const VALUE_READERS: Readonly<Record<AttributeType, (view: DataView, at: number) => number | bigint>> = {
+  i8: (v, at) => v.getInt8(at),
+  u8: (v, at) => v.getUint8(at),
+  i16: (v, at) => v.getInt16(at, true),
+  u16: (v, at) => v.getUint16(at, true),
+  i32: (v, at) => v.getInt32(at, true),
+  u32: (v, at) => v.getUint32(at, true),
+  f32: (v, at) => v.getFloat32(at, true),
+  f64: (v, at) => v.getFloat64(at, true),
+  i64: (v, at) => v.getBigInt64(at, true),
+  u64: (v, at) => v.getBigUint64(at, true),
+};
+
 export const TIMESTAMP_BYTES = 8;
 export const MAX_ATTRIBUTES = 64;
 const MAX_NAME_BYTES = 64;

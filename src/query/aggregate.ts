@@ -31,12 +31,9 @@ class AggregateWalker {
   }
 
   addIndexNode(nodeId: number, level: number, count: number): void {
-    const { nodes, leafAggregates, nodeAggregates } = this.tree.parts;
-    const children = level === 1 ? leafAggregates : nodeAggregates;
-    // A child's key is its smallest timestamp; the child before the first key >= from may
-    // still hold events at `from`.
-    const first = Math.max(0, nodes.countKeysBelow(nodeId, count, this.from, false) - 1);
-    const end = nodes.countKeysBelow(nodeId, count, this.to, true);
+    const { nodes } = this.tree.parts;
+    const children = this.tree.childAggregates(level);
+    const [first, end] = nodes.childSpan(nodeId, count, this.from, this.to);
     for (let i = first; i < end; i++) {
       const child = nodes.child(nodeId, i);
       const min = children.minTs(child);

@@ -45,10 +45,9 @@ class Scanner {
   }
 
   private *indexNode(nodeId: number, level: number, count: number): Generator<RowRef, void, undefined> {
-    const { nodes, leafAggregates, nodeAggregates } = this.tree.parts;
-    const children = level === 1 ? leafAggregates : nodeAggregates;
-    const first = Math.max(0, nodes.countKeysBelow(nodeId, count, this.from, false) - 1);
-    const end = nodes.countKeysBelow(nodeId, count, this.to, true);
+    const { nodes } = this.tree.parts;
+    const children = this.tree.childAggregates(level);
+    const [first, end] = nodes.childSpan(nodeId, count, this.from, this.to);
     for (let i = first; i < end; i++) {
       const child = nodes.child(nodeId, i);
       if (children.maxTs(child) < this.from || children.minTs(child) > this.to) continue;

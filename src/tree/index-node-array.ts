@@ -124,6 +124,15 @@ export class IndexNodeArray {
     return low;
   }
 
+  /**
+   * Entries [first, end) of a node whose children may hold timestamps in [from, to]. A child's
+   * key is its smallest timestamp, so the child before the first key >= from may still hold
+   * events at `from`; children past the last key <= to cannot.
+   */
+  childSpan(id: number, count: number, from: Timestamp, to: Timestamp): [number, number] {
+    return [Math.max(0, this.countKeysBelow(id, count, from, false) - 1), this.countKeysBelow(id, count, to, true)];
+  }
+
   closeFile(): void {
     this.array.close();
   }

@@ -3,7 +3,7 @@
 // closures instead of switching on types per value.
 
 import type { NumericColumnType } from '../leaf/columns.js';
-import type { Schema } from '../schema.js';
+import { type Schema, VALUE_READERS } from '../schema.js';
 
 /** An int64 timestamp: a safe-integer number, or a bigint for streams created with timestamp 'bigint'. */
 export type Timestamp = number | bigint;
@@ -26,26 +26,13 @@ export interface RowLayout {
   writeTimestamp(view: DataView, offset: number, ts: Timestamp): void;
 }
 
-const NUMBER_READERS: Record<string, (view: DataView, at: number) => number> = {
-  i8: (v, at) => v.getInt8(at),
-  u8: (v, at) => v.getUint8(at),
-  i16: (v, at) => v.getInt16(at, true),
-  u16: (v, at) => v.getUint16(at, true),
-  i32: (v, at) => v.getInt32(at, true),
-  u32: (v, at) => v.getUint32(at, true),
-  f32: (v, at) => v.getFloat32(at, true),
-  f64: (v, at) => v.getFloat64(at, true),
-  i64: (v, at) => Number(v.getBigInt64(at, true)),
-  u64: (v, at) => Number(v.getBigUint64(at, true)),
-};
-
 export function rowLayout(schema: Schema): RowLayout {
   const numeric = schema.attributes.map((attribute): NumericAttribute => {
-    const read = NUMBER_READERS[attribute.type];
-    if (read === undefined) throw new TypeError(`no reader for attribute type ${attribute.type}`);
+    const read = VALUE_READERS[attribute.type];
     const offset = attribute.offset;
     const columnType = attribute.type === 'i64' || attribute.type === 'u64' ? undefined : attribute.type;
-    return { name: attribute.name, offset, columnType, readNumber: (view, rowOffset) => read(view, rowOffset + offset) };
+    const readNumber = columnType === undefined ? (view: DataView, rowOffset: number) => Number(read(view, rowOffset + offset)) : (view: DataView, rowOffset: number) => read(view, rowOffset + offset) as number;
+    return { name: attribute.name, offset, columnType, readNumber };
   });
   const bigint = schema.timestamp === 'bigint';
   return {
@@ -60,6 +47,12 @@ export function rowLayout(schema: Schema): RowLayout {
 /** int64 little-endian as a number; exact for the safe integers number streams are limited to. */
 function readNumberTimestamp(view: DataView, offset: number): number {
   return view.getInt32(offset + 4, true) * 4294967296 + view.getUint32(offset, true);
+}
+
+/** Writes an int64 timestamp, number or bigint. */
+export function writeTimestamp(view: DataView, offset: number, ts: Timestamp): void {
+  if (typeof ts === 'bigint') writeBigIntTimestamp(view, offset, ts);
+  else writeNumberTimestamp(view, offset, ts);
 }
 
 function writeNumberTimestamp(view: DataView, offset: number, ts: Timestamp): void {

@@ -186,6 +186,11 @@ export class Tree {
     return { view: new DataView(rows.buffer, rows.byteOffset, rows.byteLength), offset: 0, count, inRing: false };
   }
 
+  /** The aggregate array holding the children of an index node at `level`. */
+  childAggregates(level: number): AggregateArray {
+    return level === 1 ? this.parts.leafAggregates : this.parts.nodeAggregates;
+  }
+
   /** Closes the open leaf now (tests and merges; appends do it when the leaf is full). */
   closeLeaf(): void {
     if (this.openCount === 0) return;
@@ -239,8 +244,8 @@ export class Tree {
 
   /** Seals an index node: final count, then its aggregates from its children's. */
   private closeIndexNode(nodeId: number, count: number, level: number): Aggregate {
-    const { nodes, leafAggregates, nodeAggregates } = this.parts;
-    const children = level === 1 ? leafAggregates : nodeAggregates;
+    const { nodes, nodeAggregates } = this.parts;
+    const children = this.childAggregates(level);
     const total = new Aggregate(this.layout.numeric.length);
     const child = new Aggregate(this.layout.numeric.length);
     for (let i = 0; i < count; i++) total.add(children.read(nodes.child(nodeId, i), child));

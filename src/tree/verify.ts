@@ -39,8 +39,8 @@ class Verifier {
 
   /** Checks a node's subtree and returns its aggregate, merged from its children's stored ones. */
   private indexNode(nodeId: number, level: number, count: number, where: string): Aggregate {
-    const { nodes, leafAggregates, nodeAggregates } = this.tree.parts;
-    const children = level === 1 ? leafAggregates : nodeAggregates;
+    const { nodes } = this.tree.parts;
+    const children = this.tree.childAggregates(level);
     const total = new Aggregate(this.tree.layout.numeric.length);
     this.check(nodes.level(nodeId) === level, where, `level ${nodes.level(nodeId)}, expected ${level}`);
     this.check(count > 0, where, 'a reachable index node has no entries');
