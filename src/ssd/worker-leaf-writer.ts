@@ -31,7 +31,8 @@ export class WorkerLeafWriter implements LeafWriter {
   private readonly counts: Int32Array;
   private readonly locations: Float64Array;
   private readonly failureText: Uint8Array;
-  private readonly worker: Worker;
+  private worker: Worker | undefined;
+  private readonly config: WorkerConfig;
   private taken: number;
 
   constructor(settings: Omit<WorkerConfig, 'control' | 'counts' | 'locations' | 'failure'>) {
@@ -48,13 +49,12 @@ export class WorkerLeafWriter implements LeafWriter {
     this.locations = new Float64Array(config.locations);
     this.failureText = new Uint8Array(config.failure);
     this.control[Control.Submitted] = this.control[Control.Durable] = this.taken = settings.firstLeaf;
-    // Workers run compiled JavaScript: the tests run this module from src/, the worker from dist/.
-    this.worker = new Worker(join(packageRoot(), 'dist', 'src', 'ssd', 'leaf-writer-worker.js'), { workerData: config });
-    this.worker.unref();
+    this.config = config;
   }
 
   submit(leafId: number, count: number): void {
     this.throwIfFailed();
+    this.startOnce();
     invariant(leafId === Atomics.load(this.control, Control.Submitted), () => `leaf ${leafId} submitted out of order`);
     this.counts[leafId % this.counts.length] = count;
     Atomics.store(this.control, Control.Submitted, leafId + 1);
@@ -76,6 +76,14 @@ export class WorkerLeafWriter implements LeafWriter {
     }
     this.taken = durable;
     return leaves;
+  }
+
+  /** Starting a thread costs milliseconds: a store that only reads, or has not filled a leaf yet, never pays it. */
+  private startOnce(): void {
+    if (this.worker !== undefined) return;
+    // Workers run compiled JavaScript: the tests run this module from src/, the worker from dist/.
+    this.worker = new Worker(join(packageRoot(), 'dist', 'src', 'ssd', 'leaf-writer-worker.js'), { workerData: this.config });
+    this.worker.unref();
   }
 
   /** Asks the worker to stop; it wakes, closes its files and ends on its own (it is unref'd). */

@@ -68,6 +68,8 @@ export class Tree {
   private durableLeaves: number;
   private newest: Timestamp | undefined;
   private readonly writer: LeafWriter;
+  /** Leaves [durableLeaves, handedOff) are with the writer; [handedOff, openLeafId) still to hand over. */
+  private handedOff: number;
 
   /** Opens the tree, recovering what a crash left; then starts its leaf writer at the first leaf to write. */
   constructor(
@@ -85,7 +87,9 @@ export class Tree {
     this.durableLeaves = this.recoverLeafFile();
     this.newest = this.findNewestTimestamp();
     this.writer = startWriter(this.durableLeaves);
-    this.resubmitRingLeaves();
+    // Closed leaves a crash kept from the SSD wait in their ring pages (queries read them there)
+    // and go to the writer with the next hand-off: open() does not wait for them.
+    this.handedOff = this.durableLeaves;
   }
 
   get layout(): RowLayout {
@@ -212,9 +216,8 @@ export class Tree {
     flank.openPage(leafId + 1);
     flank.commit(next);
     this.state = next;
-    const count = this.openCount;
     this.openCount = this.durableRows = 0;
-    this.handOff(leafId, count);
+    this.handOff();
   }
 
   /** Closes: everything durable, translation complete, writer stopped. */
@@ -261,13 +264,15 @@ export class Tree {
     invariant(reused < this.durableLeaves, () => `ring page of leaf ${leafId} still busy`);
   }
 
-  private handOff(leafId: number, count: number): void {
-    this.writer.submit(leafId, count);
+  /** Hands every closed leaf not yet with the writer to it, then collects what became durable. */
+  private handOff(): void {
+    for (; this.handedOff < this.state.openLeafId; this.handedOff++) this.writer.submit(this.handedOff, this.parts.leafAggregates.count(this.handedOff));
     this.collectDurable(undefined);
   }
 
   /** Sets the translation slots of leaves the writer made durable (waiting for those below `until`). */
   private collectDurable(until: number | undefined): void {
+    if (until !== undefined) this.handOff();
     const durable = this.writer.takeDurable(until);
     for (const { leafId, location } of durable) {
       invariant(leafId === this.durableLeaves, () => `leaf ${leafId} became durable out of order (expected ${this.durableLeaves})`);
@@ -314,14 +319,7 @@ export class Tree {
     return next;
   }
 
-  /**
-   * Closed leaves a crash kept from the SSD are still in their ring pages, where queries read
-   * them; they go to the leaf writer like any hand-off, so open() does not wait for them.
-   */
-  private resubmitRingLeaves(): void {
-    for (let leafId = this.durableLeaves; leafId < this.state.openLeafId; leafId++) this.writer.submit(leafId, this.parts.leafAggregates.count(leafId));
-    this.collectDurable(undefined);
-  }
+
 
   private findNewestTimestamp(): Timestamp | undefined {
     const { flank, leafAggregates } = this.parts;
