@@ -193,6 +193,18 @@ export class SimulatedMedia implements Media {
     return this.writeBacks;
   }
 
+  /**
+   * The media a process crash (kill -9) now leaves: everything written survives, synced or not
+   * (the page cache and tmpfs outlive the process); handles, faults and poisoned files do not.
+   */
+  restart(): SimulatedMedia {
+    const after = new SimulatedMedia();
+    for (const [name, region] of this.regions) after.adopt(name, SimulatedRegion.fromImage(name, region.liveImage()));
+    for (const [name, file] of this.files) after.adoptFile(name, FaultyFile.fromImage(name, file.contents()));
+    for (const [name, bytes] of this.small) after.small.set(name, bytes.slice());
+    return after;
+  }
+
   /** The media a power failure now could leave; this media is unchanged. */
   crash(seed: number): SimulatedMedia {
     const random = new Random(seed);

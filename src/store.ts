@@ -123,12 +123,17 @@ export class Store {
   close(): void {
     if (this.closed) return;
     this.closed = true;
-    try {
-      for (const open of this.streamsByName.values()) open.tree.close();
-    } finally {
-      for (const open of this.streamsByName.values()) this.closeFiles(open);
-      this.lock.release();
+    let failure: unknown;
+    for (const open of this.streamsByName.values()) {
+      try {
+        open.tree.close();
+      } catch (err) {
+        failure ??= err;
+      }
+      this.closeFiles(open);
     }
+    this.lock.release();
+    if (failure !== undefined) throw failure;
   }
 
   checkOpen(): void {

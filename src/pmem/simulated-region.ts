@@ -126,6 +126,11 @@ export class SimulatedRegion implements PmemRegion {
     return image;
   }
 
+  /** Everything stored so far, persisted or not: what survives a process crash. */
+  liveImage(): Uint8Array {
+    return this.live.slice();
+  }
+
   /** The durable image if the power failed now and no unflushed word happened to be written back. */
   durableImage(): Uint8Array {
     return this.durable.slice();

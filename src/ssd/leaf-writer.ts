@@ -8,7 +8,7 @@
 //   WorkerLeafWriter  (leaf-writer-worker.ts) does it on a worker thread, so ingest never waits
 //                     on compression or fdatasync - only on a full ring.
 
-import { IoError, invariant } from '../errors.js';
+import { IoError } from '../errors.js';
 import type { LeafLocation, LeafSink } from './leaf-file.js';
 
 export interface DurableLeaf {
@@ -24,7 +24,7 @@ export interface LeafWriter {
    * below `until` is durable, when given; throws the writer's IoError if it failed.
    */
   takeDurable(until?: number): DurableLeaf[];
-  /** Stops the writer. REQUIRES: takeDurable(all submitted) returned. */
+  /** Stops the writer. Leaves it has not reported durable are still in the ring for recovery. */
   close(): void;
 }
 
@@ -53,8 +53,9 @@ export class SyncLeafWriter implements LeafWriter {
     return taken;
   }
 
+  /** Leaves written but not synced (after an I/O failure) stay in their ring pages: recovery writes them. */
   close(): void {
-    invariant(this.written.length === 0, 'leaf writer closed with unsynced leaves');
+    this.written = [];
   }
 
   private sync(): void {

@@ -19,7 +19,7 @@
 //      fdatasyncs it - on a worker thread in a real store; once it reports the leaf durable,
 //      the leaf's translation slot is set (persisted in batches of 32).
 
-import { CorruptionError, MisuseError, invariant } from '../errors.js';
+import { CorruptionError, IoError, MisuseError, invariant } from '../errors.js';
 import type { LeafSink } from '../ssd/leaf-file.js';
 import type { LeafWriter } from '../ssd/leaf-writer.js';
 import { Aggregate, type AggregateArray } from './aggregate-array.js';
@@ -70,6 +70,8 @@ export class Tree {
   private readonly writer: LeafWriter;
   /** Leaves [durableLeaves, handedOff) are with the writer; [handedOff, openLeafId) still to hand over. */
   private handedOff: number;
+  /** The I/O failure that made this tree read-only, if one did. */
+  private failure: IoError | undefined;
 
   /** Opens the tree, recovering what a crash left; then starts its leaf writer at the first leaf to write. */
   constructor(
@@ -122,7 +124,8 @@ export class Tree {
    * REQUIRES: the row is valid and its timestamp `ts` is >= newestTimestamp.
    */
   append(ts: Timestamp, writeRow: (view: DataView, offset: number) => void): void {
-    if (this.openCount >= this.leafFill) this.closeLeaf();
+    this.checkWritable();
+    if (this.openCount >= this.leafFill) this.closeLeafOrFail();
     const offset = this.parts.flank.rowsOffset(this.state.openLeafId) + this.openCount * this.layout.rowBytes;
     writeRow(this.rows, offset);
     this.openCount++;
@@ -136,8 +139,9 @@ export class Tree {
    * newestTimestamp, its last timestamp being `last`.
    */
   appendBatch(count: number, last: Timestamp, writeRows: (view: DataView, offset: number, first: number, n: number) => void): void {
+    this.checkWritable();
     for (let first = 0; first < count; ) {
-      if (this.openCount >= this.leafFill) this.closeLeaf();
+      if (this.openCount >= this.leafFill) this.closeLeafOrFail();
       const n = Math.min(count - first, this.leafFill - this.openCount);
       writeRows(this.rows, this.parts.flank.rowsOffset(this.state.openLeafId) + this.openCount * this.layout.rowBytes, first, n);
       this.openCount += n;
@@ -157,7 +161,10 @@ export class Tree {
   /** Flushes, waits until every closed leaf is durable, persists every translation slot: a restart then scans nothing. */
   checkpoint(): void {
     this.flush();
-    this.collectDurable(this.state.openLeafId);
+    // After an I/O failure (already reported) the leaf writer is not trusted: the flank and ring
+    // in PMem hold everything, and the next open writes the leaves out.
+    if (this.failure !== undefined) return;
+    this.failOnIoError(() => this.collectDurable(this.state.openLeafId));
     this.parts.translation.persistThrough(this.durableLeaves, true);
   }
 
@@ -188,6 +195,30 @@ export class Tree {
     invariant(location !== undefined, () => `durable leaf ${leafId} has no translation`);
     const rows = leaves.read(leafId, location, count);
     return { view: new DataView(rows.buffer, rows.byteOffset, rows.byteLength), offset: 0, count, inRing: false };
+  }
+
+  /**
+   * After a failed write or fdatasync of the leaf file the tree takes no more appends: the leaf
+   * writer cannot be trusted (a failed fdatasync is never retried), while everything
+   * acknowledged is safe in PMem, where the next open finds it. Queries keep working.
+   */
+  private checkWritable(): void {
+    if (this.failure !== undefined) {
+      throw new MisuseError('READ_ONLY', `the stream is read-only after an I/O failure of its leaf file (${this.failure.message}); everything acknowledged is kept - reopen the store once the cause (e.g. a full disk) is fixed`);
+    }
+  }
+
+  private closeLeafOrFail(): void {
+    this.failOnIoError(() => this.closeLeaf());
+  }
+
+  private failOnIoError(body: () => void): void {
+    try {
+      body();
+    } catch (err) {
+      if (err instanceof IoError) this.failure ??= err;
+      throw err;
+    }
   }
 
   /** The aggregate array holding the children of an index node at `level`. */
@@ -222,8 +253,11 @@ export class Tree {
 
   /** Closes: everything durable, translation complete, writer stopped. */
   close(): void {
-    this.checkpoint();
-    this.writer.close();
+    try {
+      this.checkpoint();
+    } finally {
+      this.writer.close();
+    }
   }
 
   /** Adds child `child` (key = its smallest timestamp) to the open node at `level` (0 = level 1). */
