@@ -50,15 +50,19 @@ export function open(dir: string, options: OpenOptions = {}): Store {
 export class Store {
   private readonly streamsByName = new Map<string, OpenStream>();
   private closed = false;
-  readonly durability: DurabilityClass;
+  private durabilityClass: DurabilityClass | undefined;
 
   private constructor(
     private readonly media: Media,
     private manifest: Manifest,
     private readonly options: ResolvedOptions,
     private readonly lock: { release(): void },
-  ) {
-    this.durability = media.durability();
+  ) {}
+
+  /** What a persisted PMem byte survives (probed once, when first asked: open() does not pay for it). */
+  get durability(): DurabilityClass {
+    this.durabilityClass ??= this.media.durability();
+    return this.durabilityClass;
   }
 
   /** Opens the store kept on `media` (disk, or simulated in tests). `fresh` describes a store to create. */
@@ -186,8 +190,11 @@ export class Store {
       { flushEvery: this.options.flushEvery, spare: entry.spare },
       (firstLeaf) => this.startLeafWriter(entry, schema, flankRegion, leaves, firstLeaf),
     );
+    const store = this;
     const stream = new Stream(entry.name, entry.id, schema, tree, new EventCodec(entry.name, schema), {
-      durability: this.durability,
+      get durability() {
+        return store.durability;
+      },
       checkOpen: () => this.checkOpen(),
       bytesOnSsd: () => leaves.size,
       bytesOnPmem: () => regions.reduce((sum, region) => sum + region.size, 0),

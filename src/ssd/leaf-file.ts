@@ -16,6 +16,7 @@ import { decodeLeaf, encodeLeaf } from '../leaf/codec.js';
 import type { Schema } from '../schema.js';
 import { RecordKind, encodeRecord, readRecordAt, scanForward } from './record.js';
 import type { SsdFile } from './file.js';
+import { ReadWindow } from './read-window.js';
 
 /** Where a record lies in the leaf file. */
 export interface LeafLocation {
@@ -44,6 +45,7 @@ export interface LeafSink {
 }
 
 const HEADER_PAYLOAD_BYTES = 20;
+const MAX_SCAN_WINDOW_BYTES = 64 * 1024 * 1024;
 
 export class LeafFile implements LeafSink {
   private constructor(
@@ -102,7 +104,11 @@ export class LeafFile implements LeafSink {
   }
 
   *scanFrom(offset: number): Generator<RecoveredLeaf, void, undefined> {
-    for (const { header } of scanForward(this.file, offset)) {
+    // The tail past the last trusted record is bounded (the ring plus a translation batch):
+    // one read brings it in whole, unless the file is damaged into something much larger.
+    const tail = this.file.size - offset;
+    const source = tail > 0 && tail <= MAX_SCAN_WINDOW_BYTES ? new ReadWindow(this.file.path, offset, this.file.read(offset, tail)) : this.file;
+    for (const { header } of scanForward(source, offset)) {
       if (header.kind !== RecordKind.Leaf) return;
       yield { leafId: header.nodeId, location: { offset: header.offset, length: header.totalLength } };
     }

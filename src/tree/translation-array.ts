@@ -87,10 +87,14 @@ export class TranslationArray {
     this.durable = target;
   }
 
-  /** Forgets slots at and after `count` (recovery, before it re-derives them from the leaf file). */
-  truncate(count: number): void {
-    const capacity = this.array.capacity;
-    if (count < capacity) this.array.bytes.fill(0, this.array.slotOffset(count), this.array.slotOffset(capacity));
+  /**
+   * Forgets slots [count, written) - recovery, before it re-derives them from the leaf file.
+   * Slots from `written` on were never set; not touching them keeps recovery independent of the
+   * array's size.
+   */
+  truncate(count: number, written: number): void {
+    const end = Math.min(written, this.array.capacity);
+    if (count < end) this.array.bytes.fill(0, this.array.slotOffset(count), this.array.slotOffset(end));
     if (count < this.durable) {
       this.array.view.setUint32(DURABLE_COUNT_OFFSET, count, true);
       this.array.region.persist(DURABLE_COUNT_OFFSET, 4);

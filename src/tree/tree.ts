@@ -334,7 +334,7 @@ export class Tree {
     const trusted = translation.durableCount;
     const closed = this.state.openLeafId;
     if (trusted > closed) throw new CorruptionError(flank.region.path, 0, `translation trusts ${trusted} leaves, the tree has ${closed}`);
-    translation.truncate(trusted);
+    translation.truncate(trusted, closed);
     const last = trusted === 0 ? undefined : translation.get(trusted - 1);
     let end = last === undefined ? leaves.firstRecordOffset : last.offset + last.length;
     let next = trusted;
