@@ -13,7 +13,7 @@
 // One writer per file: size is re-read from the file system only to see what another handle
 // (the leaf writer's worker thread) appended; appends by two handles would overwrite each other.
 
-import { closeSync, constants, fdatasyncSync, fstatSync, fsyncSync, ftruncateSync, openSync, readSync, writeSync } from 'node:fs';
+import { closeSync, constants, fdatasyncSync, fstatSync, fsyncSync, ftruncateSync, openSync, readSync, unlinkSync, writeSync } from 'node:fs';
 import { dirname } from 'node:path';
 import { BoundsError, IoError, MisuseError, toIoError } from '../errors.js';
 
@@ -25,7 +25,10 @@ export interface SsdFile {
   append(data: Uint8Array): number;
   /** Writes `data` at `offset` <= size (recovery rewrites a tail). On IoError the size is unchanged and the bytes in the range are unspecified. */
   write(offset: number, data: Uint8Array): void;
-  /** Exactly `length` bytes from `offset`; BoundsError past the end, IoError('ESHORTREAD') if the file shrank meanwhile. */
+  /**
+   * Exactly `length` bytes from `offset`; BoundsError past the end (checked before anything is
+   * allocated: lengths come from the media), IoError('ESHORTREAD') if the file shrank meanwhile.
+   */
   read(offset: number, length: number): Uint8Array;
   /** Fills `target` from `offset`, as read() does. */
   readInto(offset: number, target: Uint8Array): void;
@@ -44,7 +47,7 @@ export function poisonedError(path: string, syscall: string, cause: PoisonCause)
   return new IoError('EIO', syscall, path, `EIO: ${path}: file is poisoned after ${cause}; reopen the store to recover`);
 }
 
-/** REQUIRES nothing; throws BoundsError unless [offset, offset + length) lies within [0, size). */
+/** REQUIRES nothing; throws BoundsError unless [offset, offset + length) lies within [0, size]. */
 export function checkRange(path: string, offset: number, length: number, size: number): void {
   if (!Number.isSafeInteger(offset) || !Number.isSafeInteger(length) || offset < 0 || length < 0 || offset + length > size) {
     throw new BoundsError(`${path}: ${length} bytes at ${offset} are outside the file of ${size} bytes`);
@@ -86,7 +89,9 @@ export class NodeSsdFile implements SsdFile {
       if (created) fsyncDirectory(dirname(path));
       return new NodeSsdFile(path, fd, fstatSize(fd, path));
     } catch (err) {
-      closeSync(fd);
+      ignoringErrors(() => closeSync(fd));
+      // A name that may not be durable is taken back, so that a retry creates and syncs it anew.
+      if (created) ignoringErrors(() => unlinkSync(path));
       throw err;
     }
   }
@@ -237,6 +242,15 @@ function fsyncDirectory(dir: string): void {
     toIoError(err, 'fsync', dir);
   } finally {
     closeSync(fd);
+  }
+}
+
+/** For cleanup on a path that is already failing: the first error is the one to report. */
+function ignoringErrors(cleanup: () => void): void {
+  try {
+    cleanup();
+  } catch {
+    // Deliberately dropped; see above.
   }
 }
 

@@ -251,12 +251,15 @@ function verifiedPayload(file: SsdFile, header: RecordHeader, body: Uint8Array):
   return payload;
 }
 
+/** CRC-32 of (u32 total length, u32 header CRC), chained so that nothing is allocated but the words. */
 function trailerCrc(totalLength: number, headerCrc: number): number {
-  const bytes = new Uint8Array(RECORD_TRAILER_BYTES);
-  const view = new DataView(bytes.buffer);
-  view.setUint32(TRAILER_LENGTH_OFFSET, totalLength, true);
-  view.setUint32(TRAILER_CRC_OFFSET, headerCrc, true);
-  return crc32(bytes);
+  return crc32(u32le(headerCrc), crc32(u32le(totalLength)));
+}
+
+function u32le(value: number): Uint8Array {
+  const bytes = new Uint8Array(4);
+  new DataView(bytes.buffer).setUint32(0, value, true);
+  return bytes;
 }
 
 function isRecordKind(kind: number): kind is RecordKind {
