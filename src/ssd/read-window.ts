@@ -16,17 +16,21 @@ export class ReadWindow implements SsdFile {
     return this.base + this.bytes.length;
   }
 
+  /** Lengths come from the media: checked before anything is allocated. */
   read(offset: number, length: number): Uint8Array {
-    const target = new Uint8Array(length);
-    this.readInto(offset, target);
-    return target;
+    this.checkWithin(offset, length);
+    return this.bytes.slice(offset - this.base, offset - this.base + length);
   }
 
   readInto(offset: number, target: Uint8Array): void {
-    if (!Number.isSafeInteger(offset) || offset < this.base || offset + target.length > this.size) {
-      throw new BoundsError(`${this.path}: read of ${target.length} bytes at ${offset} is outside the window [${this.base}, ${this.size})`);
-    }
+    this.checkWithin(offset, target.length);
     target.set(this.bytes.subarray(offset - this.base, offset - this.base + target.length));
+  }
+
+  private checkWithin(offset: number, length: number): void {
+    if (!Number.isSafeInteger(offset) || !Number.isSafeInteger(length) || length < 0 || offset < this.base || offset + length > this.size) {
+      throw new BoundsError(`${this.path}: read of ${length} bytes at ${offset} is outside the window [${this.base}, ${this.size})`);
+    }
   }
 
   append(): number {
