@@ -10,7 +10,7 @@ import { stockEventAt } from './fixtures/stock-sequence.js';
 // Real process crashes: a child ingesting is killed with SIGKILL at a random moment; the store
 // must reopen with every event the child reported durable, in order, and nothing else.
 const CHILD = join(import.meta.dirname, '..', 'dist', 'test', 'fixtures', 'ingest-child.js');
-const RUNS = Number(process.env.CHRONOTIER_KILL_RUNS ?? 20);
+const RUNS = Number(process.env.CHRONOTIER_KILL_RUNS ?? 100);
 
 function killAfter(child: ChildProcess, ms: number): Promise<number> {
   return new Promise((resolve, reject) => {
@@ -56,6 +56,7 @@ describe('kill -9 while ingesting', () => {
           rmSync(pmemDir, { recursive: true, force: true });
         }
       }
-    });
+      console.log(`kill -9 runs (flushEvery ${flushEvery}): ${RUNS / 2}, lost: 0`);
+    }, 600_000);
   }
 });
