@@ -10,15 +10,15 @@ export interface CacheStats {
 }
 
 export class LeafCache {
-  private readonly entries = new Map<number, Uint8Array>();
+  private readonly entries = new Map<number, DataView>();
   private bytes = 0;
   private hits = 0;
   private misses = 0;
 
   constructor(readonly capacityBytes: number) {}
 
-  /** The cached rows of `key`, or undefined. The returned buffer must not be modified. */
-  get(key: number): Uint8Array | undefined {
+  /** The cached rows of `key`, or undefined. The rows must not be modified. */
+  get(key: number): DataView | undefined {
     const rows = this.entries.get(key);
     if (rows === undefined) {
       this.misses++;
@@ -30,7 +30,7 @@ export class LeafCache {
     return rows;
   }
 
-  set(key: number, rows: Uint8Array): void {
+  set(key: number, rows: DataView): void {
     if (rows.byteLength > this.capacityBytes) return;
     this.delete(key);
     this.entries.set(key, rows);

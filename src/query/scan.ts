@@ -30,8 +30,10 @@ export function* scanRows(tree: Tree, from: Timestamp, to: Timestamp, filters: r
   for (const source of tree.sources()) yield* scanner.source(source);
 }
 
+const NO_ROWS = new DataView(new ArrayBuffer(0));
+
 class Scanner {
-  private readonly row: RowRef = { view: new DataView(new ArrayBuffer(0)), offset: 0 };
+  private readonly row: RowRef = { view: NO_ROWS, offset: 0 };
 
   constructor(
     private readonly tree: Tree,

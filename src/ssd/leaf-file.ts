@@ -36,8 +36,10 @@ export interface LeafSink {
   readonly firstRecordOffset: number;
   append(leafId: number, rows: Uint8Array, count: number): LeafLocation;
   sync(): void;
-  /** The decoded rows of leaf `leafId`; the buffer is shared with the cache and must not be modified. */
-  read(leafId: number, location: LeafLocation, count: number): Uint8Array;
+  /** The decoded rows of leaf `leafId`; shared with the cache, so they must not be modified. */
+  read(leafId: number, location: LeafLocation, count: number): DataView;
+  /** The decoded rows of leaf `leafId` if they are cached (no I/O). */
+  cached(leafId: number): DataView | undefined;
   /** Intact leaf records from `offset` on, in file order, until the first bad one or the end. */
   scanFrom(offset: number): Iterable<RecoveredLeaf>;
   /** Drops everything after byte `end`. */
@@ -90,7 +92,11 @@ export class LeafFile implements LeafSink {
     this.file.sync();
   }
 
-  read(leafId: number, location: LeafLocation, count: number): Uint8Array {
+  cached(leafId: number): DataView | undefined {
+    return this.cache.get(leafId);
+  }
+
+  read(leafId: number, location: LeafLocation, count: number): DataView {
     const cached = this.cache.get(leafId);
     if (cached !== undefined) return cached;
     const schema = this.schema;
@@ -99,8 +105,9 @@ export class LeafFile implements LeafSink {
       throw new CorruptionError(this.file.path, location.offset, `expected leaf ${leafId} of ${count} rows, found a record of kind ${header.kind} for node ${header.nodeId} (${header.rawLength} raw bytes)`);
     }
     const rows = decodeLeaf(schema, payload, count, { file: this.file.path, offset: location.offset });
-    this.cache.set(leafId, rows);
-    return rows;
+    const view = new DataView(rows.buffer, rows.byteOffset, rows.byteLength);
+    this.cache.set(leafId, view);
+    return view;
   }
 
   *scanFrom(offset: number): Generator<RecoveredLeaf, void, undefined> {

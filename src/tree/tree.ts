@@ -189,12 +189,15 @@ export class Tree {
     if (leafId === this.state.openLeafId) {
       return { view: this.rows, offset: flank.rowsOffset(leafId), count: this.openCount, inRing: true };
     }
+    if (leafId < this.durableLeaves) {
+      const cached = leaves.cached(leafId);
+      if (cached !== undefined) return { view: cached, offset: 0, count: cached.byteLength / this.layout.rowBytes, inRing: false };
+    }
     const count = leafAggregates.count(leafId);
     if (leafId >= this.durableLeaves) return { view: this.rows, offset: flank.rowsOffset(leafId), count, inRing: true };
     const location = translation.get(leafId);
     invariant(location !== undefined, () => `durable leaf ${leafId} has no translation`);
-    const rows = leaves.read(leafId, location, count);
-    return { view: new DataView(rows.buffer, rows.byteOffset, rows.byteLength), offset: 0, count, inRing: false };
+    return { view: leaves.read(leafId, location, count), offset: 0, count, inRing: false };
   }
 
   /**
