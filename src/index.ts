@@ -1,6 +1,6 @@
 // chronotier's public API. Everything a user imports comes from here.
 export { open, Store } from './store.js';
-export type { OpenOptions, StreamOptions } from './store.js';
+export type { OpenOptions, RebuildReport, StreamOptions } from './store.js';
 export { Stream, EventIterator } from './stream.js';
 export type { AggregateResult, AttributeSummary, ColumnBatch, Event, EventInput, RangeOptions, StreamStats, Violation } from './stream.js';
 export type { AttributeType } from './schema.js';

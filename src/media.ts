@@ -18,6 +18,8 @@ export interface Media {
   /** Opens (or creates, zero-filled, of `size` bytes) a PMem region. */
   openRegion(name: string, size: number, create: boolean): PmemRegion;
   regionExists(name: string): boolean;
+  /** Deletes a region file (a rebuild replaces damaged PMem files). */
+  removeRegion(name: string): void;
   openFile(name: string, create: boolean): SsdFile;
   fileExists(name: string): boolean;
   /** Reads a small file whole, or undefined if it does not exist. */
@@ -64,6 +66,11 @@ export class DiskMedia implements Media {
 
   regionExists(name: string): boolean {
     return this.options.volatileRegions === true ? this.volatileRegions.has(name) : existsSync(join(this.pmemDir, name));
+  }
+
+  removeRegion(name: string): void {
+    this.volatileRegions.delete(name);
+    rmSync(join(this.pmemDir, name), { force: true });
   }
 
   openFile(name: string, create: boolean): SsdFile {
@@ -153,6 +160,10 @@ export class SimulatedMedia implements Media {
 
   regionExists(name: string): boolean {
     return this.regions.has(name);
+  }
+
+  removeRegion(name: string): void {
+    this.regions.delete(name);
   }
 
   openFile(name: string, create: boolean): SsdFile {

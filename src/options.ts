@@ -17,6 +17,12 @@ export interface OpenOptions {
    * appends never wait on them. 'inline': on the appending thread (simulated media always are).
    */
   readonly leafWriter?: 'worker' | 'inline';
+  /**
+   * Rebuild the PMem structures of every stream whose PMem files are missing or damaged from
+   * its leaf file on SSD. Events that were only in PMem (the open leaf, leaves not yet written)
+   * are lost; Store.rebuildReport() says what came back.
+   */
+  readonly rebuild?: boolean;
   /** Defaults for streams created through this handle. */
   readonly nodeSize?: number;
   readonly spare?: number;
@@ -39,6 +45,7 @@ export interface ResolvedOptions {
   readonly syncEvery: number;
   readonly cacheBytes: number;
   readonly leafWriter: 'worker' | 'inline';
+  readonly rebuild: boolean;
   readonly nodeSize: number;
   readonly spare: number;
   readonly ringLeaves: number;
@@ -51,6 +58,7 @@ export function resolveOptions(options: OpenOptions): ResolvedOptions {
     syncEvery: integerOption('syncEvery', options.syncEvery, 16, 1, 4095),
     cacheBytes: integerOption('cacheBytes', options.cacheBytes, 64 * 1024 * 1024, 0, Number.MAX_SAFE_INTEGER),
     leafWriter: leafWriterOption(options.leafWriter),
+    rebuild: options.rebuild === true,
     nodeSize: nodeSizeOption(options.nodeSize, 8192),
     spare: spareOption(options.spare, 0.1),
     ringLeaves: integerOption('ringLeaves', options.ringLeaves, 256, 4, 4096),

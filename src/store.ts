@@ -20,7 +20,7 @@ import { Stream, type Violation } from './stream.js';
 import { AggregateArray } from './tree/aggregate-array.js';
 import { Flank, type FlankGeometry } from './tree/flank.js';
 import { IndexNodeArray } from './tree/index-node-array.js';
-import { rowLayout } from './tree/row-layout.js';
+import { type RowLayout, rowLayout } from './tree/row-layout.js';
 import { TranslationArray } from './tree/translation-array.js';
 import { Tree } from './tree/tree.js';
 import { type OpenOptions, type ResolvedOptions, type StreamOptions, resolveOptions, resolveStreamOptions } from './options.js';
@@ -32,6 +32,13 @@ interface OpenStream {
   readonly tree: Tree;
   readonly regions: readonly PmemRegion[];
   readonly leaves: LeafFile;
+}
+
+/** A stream rebuilt from its leaf file. Events that were only in PMem (the open leaf, leaves not yet written) are not counted: they are gone. */
+export interface RebuildReport {
+  readonly stream: string;
+  readonly leaves: number;
+  readonly events: number;
 }
 
 const REGION_SUFFIXES = ['flank', 'nodes', 'leaf-aggregates', 'node-aggregates', 'translation'] as const;
@@ -49,6 +56,7 @@ export function open(dir: string, options: OpenOptions = {}): Store {
 
 export class Store {
   private readonly streamsByName = new Map<string, OpenStream>();
+  private readonly rebuilt: RebuildReport[] = [];
   private closed = false;
   private durabilityClass: DurabilityClass | undefined;
 
@@ -117,6 +125,11 @@ export class Store {
     return [...this.streamsByName.keys()];
   }
 
+  /** The streams this open rebuilt from SSD (open with { rebuild: true }), and what came back. */
+  rebuildReport(): RebuildReport[] {
+    return this.rebuilt.map((report) => ({ ...report }));
+  }
+
   /** verify() of every stream, by stream name; all lists empty when the store is sound. */
   verify(options: { full?: boolean } = {}): Record<string, Violation[]> {
     this.checkOpen();
@@ -145,9 +158,18 @@ export class Store {
   }
 
   private createStreamFiles(entry: StreamEntry): void {
+    this.createPmemFiles(entry);
+    const leafFile = this.media.openFile(leafFileName(entry), true);
+    LeafFile.initialize(leafFile, this.manifest.storeId, entry.id);
+    leafFile.close();
+  }
+
+  /** New, empty PMem structures for a stream; whatever files were there are removed first. */
+  private createPmemFiles(entry: StreamEntry): void {
     const { storeId } = this.manifest;
     const layout = rowLayout(this.schemaOf(entry));
     const geometry = flankGeometry(entry, layout.rowBytes);
+    for (const suffix of REGION_SUFFIXES) this.media.removeRegion(regionName(entry, suffix));
     const [flank, nodes, leafAggregates, nodeAggregates, translation] = REGION_SUFFIXES.map((suffix) => this.media.openRegion(regionName(entry, suffix), 4096, true)) as [
       PmemRegion,
       PmemRegion,
@@ -160,23 +182,47 @@ export class Store {
     AggregateArray.create(leafAggregates, layout, storeId, entry.id, 'leaf').close();
     AggregateArray.create(nodeAggregates, layout, storeId, entry.id, 'index').close();
     TranslationArray.create(translation, storeId, entry.id).close();
-    const leafFile = this.media.openFile(leafFileName(entry), true);
-    LeafFile.initialize(leafFile, storeId, entry.id);
-    leafFile.close();
   }
 
+  /** Opens a stream; with the rebuild option, one whose PMem files are missing or damaged is rebuilt from SSD. */
   private openStream(entry: StreamEntry): Stream {
+    const missing = REGION_SUFFIXES.map((suffix) => regionName(entry, suffix)).filter((name) => !this.media.regionExists(name));
+    if (missing.length === 0) {
+      try {
+        return this.openStreamFiles(entry, false);
+      } catch (err) {
+        if (!(err instanceof CorruptionError) || !this.options.rebuild) throw err;
+      }
+    } else if (!this.options.rebuild) {
+      throw new CorruptionError(missing[0]!, 0, `the PMem files of stream '${entry.name}' are missing (a PMem directory on tmpfs does not survive a reboot); the store cannot open as if empty - restore the PMem directory (${this.manifest.pmemDir}), or open with { rebuild: true } to rebuild it from the leaf file on SSD (events that were only in PMem are lost)`);
+    }
+    this.createPmemFiles(entry);
+    const stream = this.openStreamFiles(entry, true);
+    const stats = stream.stats();
+    this.rebuilt.push({ stream: entry.name, leaves: stats.leaves, events: stats.events });
+    return stream;
+  }
+
+  private openStreamFiles(entry: StreamEntry, rebuild: boolean): Stream {
     const { storeId } = this.manifest;
     const schema = this.schemaOf(entry);
     const layout = rowLayout(schema);
-    for (const suffix of REGION_SUFFIXES) {
-      if (!this.media.regionExists(regionName(entry, suffix))) {
-        throw new CorruptionError(regionName(entry, suffix), 0, `the PMem files of stream '${entry.name}' are missing (a PMem directory on tmpfs does not survive a reboot); the store cannot open as if empty - restore the PMem directory (${this.manifest.pmemDir}), or rebuild from the SSD leaf file`);
-      }
+    const regions: PmemRegion[] = [];
+    let leaves: LeafFile | undefined;
+    try {
+      for (const suffix of REGION_SUFFIXES) regions.push(this.media.openRegion(regionName(entry, suffix), 0, false));
+      leaves = LeafFile.open(this.media.openFile(leafFileName(entry), false), storeId, entry.id, schema, new LeafCache(this.options.cacheBytes));
+      return this.assembleStream(entry, schema, layout, regions, leaves, rebuild);
+    } catch (err) {
+      for (const region of regions) region.close();
+      leaves?.close();
+      throw err;
     }
-    const regions = REGION_SUFFIXES.map((suffix) => this.media.openRegion(regionName(entry, suffix), 0, false));
+  }
+
+  private assembleStream(entry: StreamEntry, schema: Schema, layout: RowLayout, regions: PmemRegion[], leaves: LeafFile, rebuild: boolean): Stream {
+    const { storeId } = this.manifest;
     const [flankRegion, nodesRegion, leafAggRegion, nodeAggRegion, translationRegion] = regions as [PmemRegion, PmemRegion, PmemRegion, PmemRegion, PmemRegion];
-    const leaves = LeafFile.open(this.media.openFile(leafFileName(entry), false), storeId, entry.id, schema, new LeafCache(this.options.cacheBytes));
     const tree = new Tree(
       {
         layout,
@@ -187,7 +233,7 @@ export class Store {
         translation: TranslationArray.open(translationRegion, storeId, entry.id),
         leaves,
       },
-      { flushEvery: this.options.flushEvery, spare: entry.spare },
+      { flushEvery: this.options.flushEvery, spare: entry.spare, rebuildFromLeafFile: rebuild },
       (firstLeaf) => this.startLeafWriter(entry, schema, flankRegion, leaves, firstLeaf),
     );
     const store = this;

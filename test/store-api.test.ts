@@ -1,4 +1,4 @@
-import { mkdtempSync, rmSync } from 'node:fs';
+import { mkdtempSync, readFileSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
@@ -71,14 +71,48 @@ describe('store API', () => {
     again.close();
   });
 
-  it('refuses to open as if empty when its PMem files vanished (tmpfs after a reboot)', () => {
+  it('refuses to open as if empty when its PMem files vanished, and rebuilds from SSD when asked', () => {
     const { dir, pmemDir } = dirs();
-    const db = open(dir, { pmemDir });
-    db.createStream('stock', STOCK).append(event(1));
+    const db = open(dir, { pmemDir, nodeSize: 1024 });
+    const all = Array.from({ length: 5000 }, (_, i) => event(i));
+    db.createStream('stock', STOCK).appendBatch(all);
+    const inOpenLeaf = db.stream('stock').stats().events - 34 * Math.floor(5000 / 34);
     db.close();
     rmSync(pmemDir, { recursive: true, force: true });
     expect(() => open(dir, { pmemDir })).toThrow(CorruptionError);
-    expect(() => open(dir, { pmemDir })).toThrow(/missing/);
+    expect(() => open(dir, { pmemDir })).toThrow(/missing.*rebuild: true/);
+    const rebuilt = open(dir, { pmemDir, rebuild: true });
+    const stock = rebuilt.stream('stock');
+    const events = [...stock.replay()];
+    // Every leaf on SSD comes back; only the open leaf, which lived in PMem alone, is lost.
+    expect(events).toEqual(all.slice(0, events.length));
+    expect(events.length).toBeGreaterThanOrEqual(5000 - Math.max(inOpenLeaf, 34));
+    expect(rebuilt.rebuildReport()).toEqual([{ stream: 'stock', leaves: expect.any(Number), events: events.length }]);
+    expect(rebuilt.verify({ full: true })).toEqual({ stock: [] });
+    expect(stock.aggregate(0, 5000).count).toBe(events.length);
+    stock.append(event(events.length));
+    rebuilt.close();
+    const again = open(dir, { pmemDir });
+    expect(again.rebuildReport()).toEqual([]);
+    expect(again.stream('stock').stats().events).toBe(events.length + 1);
+    again.close();
+  });
+
+  it('refuses a damaged PMem file, and rebuilds the stream from SSD when asked', () => {
+    const { dir, pmemDir } = dirs();
+    const db = open(dir, { pmemDir, nodeSize: 1024 });
+    db.createStream('stock', STOCK).appendBatch(Array.from({ length: 3000 }, (_, i) => event(i)));
+    db.close();
+    const [storeDir] = readdirSync(pmemDir);
+    const flank = join(pmemDir, storeDir!, 'stream-0.flank');
+    const bytes = readFileSync(flank);
+    bytes[40] = bytes[40]! ^ 0xff;
+    writeFileSync(flank, bytes);
+    expect(() => open(dir, { pmemDir })).toThrow(expect.objectContaining({ code: 'CORRUPTION', file: flank }));
+    const rebuilt = open(dir, { pmemDir, rebuild: true });
+    expect(rebuilt.rebuildReport()[0]?.events).toBeGreaterThan(2900);
+    expect(rebuilt.verify({ full: true })).toEqual({ stock: [] });
+    rebuilt.close();
   });
 
   it('replays with for await, and stops a range at its limit', async () => {

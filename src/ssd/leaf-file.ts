@@ -27,6 +27,8 @@ export interface LeafLocation {
 export interface RecoveredLeaf {
   readonly leafId: number;
   readonly location: LeafLocation;
+  /** Rows the record holds. */
+  readonly rows: number;
 }
 
 /** What the tree needs from the SSD tier. */
@@ -117,7 +119,7 @@ export class LeafFile implements LeafSink {
     const source = tail > 0 && tail <= MAX_SCAN_WINDOW_BYTES ? new ReadWindow(this.file.path, offset, this.file.read(offset, tail)) : this.file;
     for (const { header } of scanForward(source, offset)) {
       if (header.kind !== RecordKind.Leaf) return;
-      yield { leafId: header.nodeId, location: { offset: header.offset, length: header.totalLength } };
+      yield { leafId: header.nodeId, location: { offset: header.offset, length: header.totalLength }, rows: header.rawLength / this.schema.rowBytes };
     }
   }
 

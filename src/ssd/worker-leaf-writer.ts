@@ -62,6 +62,7 @@ export class WorkerLeafWriter implements LeafWriter {
   }
 
   takeDurable(until?: number): DurableLeaf[] {
+    invariant(until === undefined || until <= Atomics.load(this.control, Control.Submitted), () => `waiting for leaf ${until! - 1}, which was never handed over: it would never become durable`);
     for (;;) {
       this.throwIfFailed();
       const durable = Atomics.load(this.control, Control.Durable);

@@ -20,7 +20,7 @@
 //      the leaf's translation slot is set (persisted in batches of 32).
 
 import { CorruptionError, IoError, MisuseError, invariant } from '../errors.js';
-import type { LeafSink } from '../ssd/leaf-file.js';
+import type { LeafSink, RecoveredLeaf } from '../ssd/leaf-file.js';
 import type { LeafWriter } from '../ssd/leaf-writer.js';
 import { Aggregate, type AggregateArray } from './aggregate-array.js';
 import type { Flank, FlankState } from './flank.js';
@@ -33,6 +33,8 @@ export interface TreeOptions {
   readonly flushEvery: number;
   /** Fraction of every node kept free for out-of-order inserts (paper: 10 %). */
   readonly spare: number;
+  /** The PMem structures are new and empty: rebuild them from the leaf file's records. */
+  readonly rebuildFromLeafFile?: boolean;
 }
 
 export interface TreeParts {
@@ -86,12 +88,14 @@ export class Tree {
     this.state = flank.readState();
     this.checkOpenPage();
     this.openCount = this.durableRows = flank.pageCount(this.state.openLeafId);
-    this.durableLeaves = this.recoverLeafFile();
-    this.newest = this.findNewestTimestamp();
+    this.durableLeaves = 0;
+    if (options.rebuildFromLeafFile === true) this.adoptLeafFile();
+    else this.durableLeaves = this.recoverLeafFile();
     this.writer = startWriter(this.durableLeaves);
     // Closed leaves a crash kept from the SSD wait in their ring pages (queries read them there)
     // and go to the writer with the next hand-off: open() does not wait for them.
     this.handedOff = this.durableLeaves;
+    this.newest = this.findNewestTimestamp();
   }
 
   get layout(): RowLayout {
@@ -233,16 +237,55 @@ export class Tree {
   closeLeaf(): void {
     if (this.openCount === 0) return;
     this.flush();
+    const aggregate = new Aggregate(this.layout.numeric.length);
+    aggregate.addRows(this.layout, this.rows, this.parts.flank.rowsOffset(this.state.openLeafId), 0, this.openCount);
+    this.commitLeaf(aggregate);
+    this.handOff();
+  }
+
+  /**
+   * Rebuild from SSD: the next leaf record of the leaf file becomes the next closed leaf, with
+   * its aggregates, index entries and translation slot, as if this tree had closed it.
+   * REQUIRES: the open leaf is empty, every earlier leaf is durable, the writer not started.
+   */
+  private adoptLeafRecord(leaf: RecoveredLeaf): void {
+    const leafId = this.state.openLeafId;
+    invariant(this.openCount === 0 && leaf.leafId === leafId && this.durableLeaves === leafId, () => `cannot adopt leaf ${leaf.leafId} as leaf ${leafId}`);
+    const rows = this.parts.leaves.read(leafId, leaf.location, leaf.rows);
+    const aggregate = new Aggregate(this.layout.numeric.length);
+    aggregate.addRows(this.layout, rows, 0, 0, leaf.rows);
+    this.commitLeaf(aggregate);
+    this.parts.translation.set(leafId, leaf.location);
+    this.durableLeaves = leafId + 1;
+  }
+
+  /**
+   * Rebuilds the tree from the leaf file: every intact leaf record, in leaf-id order from the
+   * first, is adopted; the file is cut after the last one. Events that were only in PMem (the
+   * open leaf, ring leaves never written) are gone with it. Runs before the leaf writer starts.
+   */
+  private adoptLeafFile(): void {
+    const { leaves } = this.parts;
+    let end = leaves.firstRecordOffset;
+    for (const record of leaves.scanFrom(end)) {
+      if (record.leafId !== this.state.openLeafId || !Number.isSafeInteger(record.rows) || record.rows <= 0) break;
+      this.adoptLeafRecord(record);
+      end = record.location.offset + record.location.length;
+    }
+    leaves.truncate(end);
+    this.parts.translation.persistThrough(this.durableLeaves, true);
+  }
+
+  /** Steps 2-5 of a hand-off: the open leaf, whose events `aggregate` sums up, becomes closed. */
+  private commitLeaf(aggregate: Aggregate): void {
     const { flank, leafAggregates } = this.parts;
     const leafId = this.state.openLeafId;
-    const aggregate = new Aggregate(this.layout.numeric.length);
-    aggregate.addRows(this.layout, this.rows, flank.rowsOffset(leafId), 0, this.openCount);
     leafAggregates.write(leafId, aggregate);
     const next: FlankState = {
       seq: this.state.seq + 1,
       openLeafId: leafId + 1,
       nextIndexNodeId: this.state.nextIndexNodeId,
-      closedEvents: this.state.closedEvents + this.openCount,
+      closedEvents: this.state.closedEvents + aggregate.count,
       levels: this.state.levels.map((level) => ({ ...level })),
     };
     this.addEntry(next, 0, aggregate.minTs, leafId);
@@ -251,7 +294,6 @@ export class Tree {
     flank.commit(next);
     this.state = next;
     this.openCount = this.durableRows = 0;
-    this.handOff();
   }
 
   /** Closes: everything durable, translation complete, writer stopped. */
