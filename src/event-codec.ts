@@ -26,6 +26,9 @@ export interface PreparedRows {
   readonly count: number;
   readonly firstTimestamp: Timestamp;
   readonly lastTimestamp: Timestamp;
+  /** Whether the timestamps never decrease (the fast path: one append of the whole batch). */
+  readonly inOrder: boolean;
+  timestamp(i: number): Timestamp;
   /** Writes rows [first, first + n) of the batch at `offset` of `view`. */
   write(view: DataView, offset: number, first: number, n: number): void;
 }
@@ -99,20 +102,20 @@ export class EventCodec {
     return event as Event;
   }
 
-  /** Validates a batch of event objects (all of it, and that it is in timestamp order). */
+  /** Validates a batch of event objects (all of it, before anything is written). */
   prepareEvents(events: readonly EventInput[]): PreparedRows {
-    let previous: Timestamp | undefined;
-    events.forEach((event, i) => {
+    const timestamps = events.map((event) => {
       const ts = this.timestampOf(event);
       this.validate(event);
-      if (previous !== undefined && ts < previous) this.fail(`batch event ${i} has timestamp ${ts} before ${previous}: a batch must be in timestamp order`);
-      previous = ts;
+      return ts;
     });
     const rowBytes = this.schema.rowBytes;
     return {
       count: events.length,
-      firstTimestamp: events[0]?.ts ?? 0,
-      lastTimestamp: previous ?? 0,
+      firstTimestamp: timestamps[0] ?? 0,
+      lastTimestamp: timestamps[timestamps.length - 1] ?? 0,
+      inOrder: timestamps.every((ts, i) => i === 0 || ts >= timestamps[i - 1]!),
+      timestamp: (i) => timestamps[i]!,
       write: (view, offset, first, n) => {
         for (let r = 0; r < n; r++) this.encode(events[first + r]!, view, offset + r * rowBytes);
       },
@@ -127,7 +130,7 @@ export class EventCodec {
     const count = ts!.length;
     const extra = Object.keys(columns).filter((key) => key !== 'ts' && !this.schema.attributes.some((a) => a.name === key));
     if (extra.length > 0) this.fail(`unknown column${extra.length > 1 ? 's' : ''} ${extra.join(', ')}`);
-    const previous = this.checkColumnTimestamps(ts!, count);
+    const inOrder = this.checkColumnTimestamps(ts!, count);
     const arrays = this.codecs.map((codec) => {
       const column = columns[codec.attribute.name];
       if (column === undefined || typeof column.length !== 'number') this.fail(`column '${codec.attribute.name}' is missing`);
@@ -138,8 +141,10 @@ export class EventCodec {
     const rowBytes = this.schema.rowBytes;
     return {
       count,
-      firstTimestamp: count > 0 ? ts![0]! : 0,
-      lastTimestamp: previous ?? 0,
+      firstTimestamp: count > 0 ? this.asTimestamp(ts![0]!) : 0,
+      lastTimestamp: count > 0 ? this.asTimestamp(ts![count - 1]!) : 0,
+      inOrder,
+      timestamp: (i) => this.asTimestamp(ts![i]!),
       write: (view, offset, first, n) => {
         if (this.schema.timestamp === 'number') storeColumn(view, 'ts', offset, rowBytes, n, ts as ArrayLike<number>, first);
         else for (let r = 0; r < n; r++) writeTimestamp(view, offset + r * rowBytes, ts![first + r]!);
@@ -148,29 +153,33 @@ export class EventCodec {
     };
   }
 
-  /** Checks every timestamp of a column and their order; returns the last one. */
-  private checkColumnTimestamps(ts: ArrayLike<Value>, count: number): Timestamp | undefined {
-    let previous: Timestamp | undefined;
+  /** Checks every timestamp of a column; returns whether they never decrease. */
+  private checkColumnTimestamps(ts: ArrayLike<Value>, count: number): boolean {
     if (this.schema.timestamp === 'number' && ts instanceof Float64Array) {
       // The common case, in one tight loop; anything odd is re-checked below for its message.
       let ordered = true;
       let last = -Infinity;
       for (let i = 0; i < count; i++) {
         const t = ts[i]!;
-        if (!(t >= last) || !Number.isSafeInteger(t)) {
-          ordered = false;
-          break;
-        }
+        if (!Number.isSafeInteger(t)) break;
+        if (t < last) ordered = false;
         last = t;
+        if (i === count - 1) return ordered;
       }
-      if (ordered) return count > 0 ? last : undefined;
     }
+    let ordered = true;
+    let previous: Timestamp | undefined;
     for (let i = 0; i < count; i++) {
       const t = this.checkTimestamp(ts[i], `ts[${i}]`);
-      if (previous !== undefined && t < previous) this.fail(`ts[${i}] = ${t} is before ts[${i - 1}] = ${previous}: a batch must be in timestamp order`);
+      if (previous !== undefined && t < previous) ordered = false;
       previous = t;
     }
-    return previous;
+    return ordered;
+  }
+
+  /** A column's (already checked) timestamp as the stream's timestamp type. */
+  private asTimestamp(value: Value): Timestamp {
+    return this.schema.timestamp === 'bigint' ? BigInt(value) : Number(value);
   }
 
   /** Validates a timestamp given to a query (same rules as an event's). */

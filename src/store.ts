@@ -1,5 +1,5 @@
 // A store: a directory on SSD (MANIFEST, LOCK, one leaf file per stream) and a directory of PMem
-// files (per stream: flank, index nodes, leaf and node aggregates, translation). Opening takes
+// files (per stream: flank, index nodes, leaf and node aggregates, translation, out-of-order queue). Opening takes
 // the store's exclusive lock, reads the MANIFEST and opens every stream, recovering whatever a
 // crash left half-done (bounded work, see docs/DURABILITY.md).
 
@@ -13,8 +13,9 @@ import { MANIFEST_NAME, type Manifest, type StreamEntry, decodeManifest, encodeM
 import { DiskMedia, type Media } from './media.js';
 import type { DurabilityClass, PmemRegion } from './pmem/region.js';
 import { type AttributeType, type Schema, deserializeSchema, parseSchema, serializeSchema } from './schema.js';
+import { OooQueue } from './ooo/queue.js';
 import { LeafFile } from './ssd/leaf-file.js';
-import { type LeafWriter, SyncLeafWriter } from './ssd/leaf-writer.js';
+import { type LeafWriter, type RingPage, SyncLeafWriter } from './ssd/leaf-writer.js';
 import { WorkerLeafWriter } from './ssd/worker-leaf-writer.js';
 import { Stream, type Violation } from './stream.js';
 import { AggregateArray } from './tree/aggregate-array.js';
@@ -41,7 +42,7 @@ export interface RebuildReport {
   readonly events: number;
 }
 
-const REGION_SUFFIXES = ['flank', 'nodes', 'leaf-aggregates', 'node-aggregates', 'translation'] as const;
+const REGION_SUFFIXES = ['flank', 'nodes', 'leaf-aggregates', 'node-aggregates', 'translation', 'ooo'] as const;
 
 /** Opens (creating if needed) the store in `dir`. */
 export function open(dir: string, options: OpenOptions = {}): Store {
@@ -170,7 +171,8 @@ export class Store {
     const layout = rowLayout(this.schemaOf(entry));
     const geometry = flankGeometry(entry, layout.rowBytes);
     for (const suffix of REGION_SUFFIXES) this.media.removeRegion(regionName(entry, suffix));
-    const [flank, nodes, leafAggregates, nodeAggregates, translation] = REGION_SUFFIXES.map((suffix) => this.media.openRegion(regionName(entry, suffix), 4096, true)) as [
+    const [flank, nodes, leafAggregates, nodeAggregates, translation, queue] = REGION_SUFFIXES.map((suffix) => this.media.openRegion(regionName(entry, suffix), 4096, true)) as [
+      PmemRegion,
       PmemRegion,
       PmemRegion,
       PmemRegion,
@@ -182,6 +184,7 @@ export class Store {
     AggregateArray.create(leafAggregates, layout, storeId, entry.id, 'leaf').close();
     AggregateArray.create(nodeAggregates, layout, storeId, entry.id, 'index').close();
     TranslationArray.create(translation, storeId, entry.id).close();
+    OooQueue.create(queue, layout, storeId, entry.id);
   }
 
   /** Opens a stream; with the rebuild option, one whose PMem files are missing or damaged is rebuilt from SSD. */
@@ -222,7 +225,7 @@ export class Store {
 
   private assembleStream(entry: StreamEntry, schema: Schema, layout: RowLayout, regions: PmemRegion[], leaves: LeafFile, rebuild: boolean): Stream {
     const { storeId } = this.manifest;
-    const [flankRegion, nodesRegion, leafAggRegion, nodeAggRegion, translationRegion] = regions as [PmemRegion, PmemRegion, PmemRegion, PmemRegion, PmemRegion];
+    const [flankRegion, nodesRegion, leafAggRegion, nodeAggRegion, translationRegion, queueRegion] = regions as [PmemRegion, PmemRegion, PmemRegion, PmemRegion, PmemRegion, PmemRegion];
     const tree = new Tree(
       {
         layout,
@@ -232,9 +235,10 @@ export class Store {
         nodeAggregates: AggregateArray.open(nodeAggRegion, layout, storeId, entry.id, 'index'),
         translation: TranslationArray.open(translationRegion, storeId, entry.id),
         leaves,
+        queue: OooQueue.open(queueRegion, layout, storeId, entry.id, this.options.oooQueueBytes),
       },
       { flushEvery: this.options.flushEvery, spare: entry.spare, rebuildFromLeafFile: rebuild },
-      (firstLeaf) => this.startLeafWriter(entry, schema, flankRegion, leaves, firstLeaf),
+      (firstLeaf, ringPage) => this.startLeafWriter(entry, schema, leaves, firstLeaf, ringPage),
     );
     const store = this;
     const stream = new Stream(entry.name, entry.id, schema, tree, new EventCodec(entry.name, schema), {
@@ -251,12 +255,11 @@ export class Store {
   }
 
   /** A worker thread when the media has real files (and it is not turned off), else inline. */
-  private startLeafWriter(entry: StreamEntry, schema: Schema, flank: PmemRegion, leaves: LeafFile, firstLeaf: number): LeafWriter {
+  private startLeafWriter(entry: StreamEntry, schema: Schema, leaves: LeafFile, firstLeaf: number, ringPage: RingPage): LeafWriter {
     const geometry = flankGeometry(entry, schema.rowBytes);
     const paths = this.options.leafWriter === 'worker' ? this.media.pathsForWorker(regionName(entry, 'flank'), leafFileName(entry)) : undefined;
     if (paths === undefined) {
-      const rowsOf = (leafId: number, count: number) => new Uint8Array(flank.buffer, Flank.rowsOffsetIn(geometry, leafId), count * schema.rowBytes);
-      return new SyncLeafWriter(leaves, rowsOf, Math.min(this.options.syncEvery, entry.ringPages - 1));
+      return new SyncLeafWriter(leaves, ringPage, Math.min(this.options.syncEvery, entry.ringPages - 1));
     }
     return new WorkerLeafWriter({
       flankPath: paths.regionPath,

@@ -6,10 +6,10 @@ import { BoundsError, MisuseError } from './errors.js';
 import { aggregateRange } from './query/aggregate.js';
 import { findAsOf } from './query/point.js';
 import { type AttributeFilter, scanRows } from './query/scan.js';
-import type { Event, EventCodec, EventInput } from './event-codec.js';
+import type { Event, EventCodec, EventInput, PreparedRows } from './event-codec.js';
 import type { Schema } from './schema.js';
 import type { Timestamp } from './tree/row-layout.js';
-import { checkInOrder, type Tree } from './tree/tree.js';
+import type { Tree } from './tree/tree.js';
 import { type Violation, verifyTree } from './tree/verify.js';
 import type { DurabilityClass } from './pmem/region.js';
 import type { CacheStats } from './cache/leaf-cache.js';
@@ -44,6 +44,21 @@ export interface StreamStats {
   readonly bytesOnPmem: number;
   readonly durability: DurabilityClass;
   readonly cache: CacheStats;
+  readonly outOfOrder: OutOfOrderStats;
+}
+
+export interface OutOfOrderStats {
+  /** Late events waiting in the PMem queue (queries see them; a merge moves them into the tree). */
+  readonly queuedEvents: number;
+  /** Events the queue holds before it is merged (oooQueueBytes / slot size). */
+  readonly queueCapacity: number;
+  readonly queueBytes: number;
+  /** Merges since the store was opened, the events they moved and the time they took. */
+  readonly merges: number;
+  readonly mergedEvents: number;
+  readonly mergeMilliseconds: number;
+  /** Leaves superseded by merges since the stream was created (their records stay on SSD until space is reclaimed). */
+  readonly supersededLeaves: number;
 }
 
 /** What a stream needs from its store. */
@@ -114,13 +129,24 @@ export class Stream {
     private readonly host: StreamHost,
   ) {}
 
-  /** Appends one event. Durable in PMem at the next flush point (see README). */
+  /**
+   * Appends one event, in order or late. Durable in PMem at the next flush point (see README); a
+   * late event that goes to the out-of-order queue is durable when this returns.
+   */
   append<E extends EventInput>(event: E): void {
     this.host.checkOpen();
     const ts = this.codec.timestampOf(event);
-    checkInOrder(this.name, ts, this.tree.newestTimestamp);
     this.codec.validate(event);
-    this.tree.append(ts, (view, offset) => this.codec.encode(event, view, offset));
+    const write = (view: DataView, offset: number) => this.codec.encode(event, view, offset);
+    if (!this.tree.isLate(ts)) {
+      this.tree.append(ts, write);
+      return;
+    }
+    try {
+      this.tree.insertLate(ts, write);
+    } finally {
+      this.tree.persistLate();
+    }
   }
 
   /**
@@ -131,8 +157,34 @@ export class Stream {
     this.host.checkOpen();
     const rows = Array.isArray(batch) ? this.codec.prepareEvents(batch as readonly EventInput[]) : this.codec.prepareColumns(batch as unknown as Readonly<Record<string, ArrayLike<number | bigint>>>);
     if (rows.count === 0) return;
-    checkInOrder(this.name, rows.firstTimestamp, this.tree.newestTimestamp);
-    this.tree.appendBatch(rows.count, rows.lastTimestamp, rows.write);
+    if (rows.inOrder && !this.tree.isLate(rows.firstTimestamp)) this.tree.appendBatch(rows.count, rows.lastTimestamp, rows.write);
+    else this.appendMixed(rows);
+  }
+
+  /** Merges every late event waiting in the out-of-order queue into the tree now. */
+  mergeLateEvents(): void {
+    this.host.checkOpen();
+    this.tree.mergeLateEvents();
+  }
+
+  /** A batch with late events: runs of in-order rows go in whole, late rows one by one. */
+  private appendMixed(rows: PreparedRows): void {
+    try {
+      for (let i = 0; i < rows.count; ) {
+        const first = i;
+        const ts = rows.timestamp(first);
+        if (this.tree.isLate(ts)) {
+          this.tree.insertLate(ts, (view, offset) => rows.write(view, offset, first, 1));
+          i++;
+          continue;
+        }
+        let last = ts;
+        for (i++; i < rows.count && rows.timestamp(i) >= last; i++) last = rows.timestamp(i);
+        this.tree.appendBatch(i - first, last, (view, offset, from, n) => rows.write(view, offset, first + from, n));
+      }
+    } finally {
+      this.tree.persistLate();
+    }
   }
 
   /** Returns when everything appended so far is durable. */
@@ -202,6 +254,15 @@ export class Stream {
       bytesOnPmem: this.host.bytesOnPmem(this.id),
       durability: this.host.durability,
       cache: this.host.cacheStats(this.id),
+      outOfOrder: {
+        queuedEvents: this.tree.late.size,
+        queueCapacity: this.tree.late.queue.capacity,
+        queueBytes: this.tree.late.queue.bytesUsed,
+        merges: this.tree.mergeStats.merges,
+        mergedEvents: this.tree.mergeStats.mergedEvents,
+        mergeMilliseconds: this.tree.mergeStats.milliseconds,
+        supersededLeaves: this.tree.supersededLeaves,
+      },
     };
   }
 

@@ -2,7 +2,7 @@ import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import { CorruptionError } from '../src/errors.js';
 import { SimulatedRegion } from '../src/pmem/simulated-region.js';
-import { Flank, type FlankState } from '../src/tree/flank.js';
+import { NO_MERGE_CURSOR, Flank, type FlankState } from '../src/tree/flank.js';
 
 const STORE = new Uint8Array(16).fill(9);
 const GEOMETRY = { nodeSize: 1024, ringPages: 4, rowBytes: 16 };
@@ -13,13 +13,21 @@ function fresh(): { region: SimulatedRegion; flank: Flank } {
 }
 
 function state(seq: number): FlankState {
-  return { seq, openLeafId: seq * 3, nextIndexNodeId: seq * 2, closedEvents: seq * 1000, levels: Array.from({ length: seq % 5 }, (_, i) => ({ nodeId: seq + i, count: i * 7 })) };
+  return {
+    seq,
+    openLeafId: seq * 3,
+    nextIndexNodeId: seq * 2,
+    closedEvents: seq * 1000,
+    levels: Array.from({ length: seq % 5 }, (_, i) => ({ nodeId: seq + i, count: i * 7 })),
+    mergeCursor: { generation: seq, ts: BigInt(seq) * -12345678901n, slot: seq * 5 },
+    supersededLeaves: seq * 4,
+  };
 }
 
 describe('Flank', () => {
   it('starts with an empty leaf 0 and commits a root record that reopens', () => {
     const { region, flank } = fresh();
-    expect(flank.readState()).toEqual({ seq: 0, openLeafId: 0, nextIndexNodeId: 0, closedEvents: 0, levels: [] });
+    expect(flank.readState()).toEqual({ seq: 0, openLeafId: 0, nextIndexNodeId: 0, closedEvents: 0, levels: [], mergeCursor: NO_MERGE_CURSOR, supersededLeaves: 0 });
     expect(flank.pageLeafId(0)).toBe(0);
     expect(flank.pageCount(0)).toBe(0);
     flank.commit(state(1));

@@ -15,13 +15,20 @@ export const STOCK_ATTRIBUTES = ['seq', 'symbol', 'price', 'volume'] as const;
 export class StockModel {
   readonly events: StockEvent[] = [];
 
-  get newest(): number | undefined {
-    return this.events.at(-1)?.ts;
+  /** Any timestamp: the event goes after every event with a timestamp <= its own (arrival order among equals). */
+  append(event: StockEvent): void {
+    let low = 0;
+    let high = this.events.length;
+    while (low < high) {
+      const mid = (low + high) >>> 1;
+      if (this.events[mid]!.ts <= event.ts) low = mid + 1;
+      else high = mid;
+    }
+    this.events.splice(low, 0, event);
   }
 
-  /** In-order appends only: arrival order is kept among equal timestamps. */
-  append(event: StockEvent): void {
-    this.events.push(event);
+  get newest(): number | undefined {
+    return this.events.at(-1)?.ts;
   }
 
   /** Keeps only the first `count` events (what survives a crash that lost the rest). */

@@ -88,7 +88,8 @@ describe('EventCodec', () => {
 
   it('validates a whole columnar batch before writing any of it', () => {
     expect(() => codec.prepareColumns({ ts: [1, 2], seq: [1, 2], symbol: [1, 2], price: [1, NaN], volume: [1, 2] })).toThrow(/NaN/);
-    expect(() => codec.prepareColumns({ ts: [2, 1], seq: [1, 2], symbol: [1, 2], price: [1, 2], volume: [1, 2] })).toThrow(/timestamp order/);
+    expect(codec.prepareColumns({ ts: [2, 1], seq: [1, 2], symbol: [1, 2], price: [1, 2], volume: [1, 2] }).inOrder).toBe(false);
+    expect(() => codec.prepareColumns({ ts: [2, 1.5], seq: [1, 2], symbol: [1, 2], price: [1, 2], volume: [1, 2] })).toThrow(/ts\[1\]/);
     expect(() => codec.prepareColumns({ ts: [1, 2], seq: [1], symbol: [1, 2], price: [1, 2], volume: [1, 2] })).toThrow(/has 1 values/);
     expect(() => codec.prepareColumns({ ts: [1], seq: [1], symbol: [1], price: [1], volume: [1], extra: [1] })).toThrow(/unknown column/);
   });

@@ -108,7 +108,7 @@ describe('record encoding', () => {
 
   it('refuses arguments that no reader would accept back', () => {
     const empty = new Uint8Array(0);
-    expect(() => encodeRecord(3 as RecordKind, 0, 0, empty, 0)).toThrow(MisuseError);
+    expect(() => encodeRecord(99 as RecordKind, 0, 0, empty, 0)).toThrow(MisuseError);
     expect(() => encodeRecord(RecordKind.Leaf, 256, 0, empty, 0)).toThrow(BoundsError);
     for (const id of [-1, 1.5, 2 ** 53, Number.NaN]) expect(() => encodeRecord(RecordKind.Leaf, 0, id, empty, 0)).toThrow(BoundsError);
     expect(() => encodeRecord(RecordKind.Leaf, 0, 0, empty, MAX_RECORD_BYTES + 1)).toThrow(BoundsError);

@@ -30,7 +30,9 @@ describe('store API', () => {
       [() => stock.append({ ...event(4), ts: 4.5 }), BoundsError],
       [() => stock.append({ ...event(4), ts: 2 ** 54 }), BoundsError],
       [() => stock.append({ ...event(4), seq: 2 ** 33 }), BoundsError],
-      [() => stock.append(event(1)), MisuseError],
+      [() => stock.append({ ...event(1), price: NaN }), MisuseError],
+      [() => stock.append({ ...event(1), ts: 1.5 }), BoundsError],
+      [() => stock.appendBatch([event(5), event(2), { ...event(1), volume: 2 ** 40 }]), BoundsError],
       [() => stock.appendBatch([event(4), event(5), { ...event(6), volume: -1 }]), BoundsError],
       [() => stock.appendBatch({ ts: [4, 5], seq: [1, 2], symbol: [1, 2], price: [1, 'x' as unknown as number], volume: [1, 2] }), MisuseError],
     ];

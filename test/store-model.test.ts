@@ -8,7 +8,8 @@ import { STOCK, type StockEvent, StockModel, expectAggregatesClose } from './mod
 
 // Small nodes and a large spare fraction make leaves, index nodes and the PMem ring turn over
 // after a few dozen events, so short command sequences exercise every structural path.
-const SMALL_TREE = { nodeSize: 1024, spare: 0.5, ringLeaves: 4, syncEvery: 2 } as const;
+// A queue of 40 slots fills (and merges) every few dozen late events.
+const SMALL_TREE = { nodeSize: 1024, spare: 0.5, ringLeaves: 4, syncEvery: 2, oooQueueBytes: 40 * 32 } as const;
 
 const roots: string[] = [];
 afterAll(() => roots.forEach((root) => rmSync(root, { recursive: true, force: true })));
@@ -45,13 +46,20 @@ function absolutize(model: StockModel, relative: StockEvent[]): StockEvent[] {
   return relative.map((e) => ({ ...e, ts: (ts += e.ts), seq: seq++ }));
 }
 
-class AppendCommand implements fc.Command<StockModel, Real> {
-  constructor(readonly relative: StockEvent[], readonly mode: 'single' | 'batch' | 'columns') {}
-  check = () => true;
-  run(model: StockModel, real: Real): void {
-    const events = absolutize(model, this.relative);
-    if (this.mode === 'single') events.forEach((e) => real.stream.append(e));
-    else if (this.mode === 'batch') real.stream.appendBatch(events);
+/** Events anywhere in [0, newest + 2]: mostly late, some in order; `at` is a fraction of that span. */
+const lateEvent: fc.Arbitrary<StockEvent> = fc.record({
+  ts: fc.double({ min: 0, max: 1, noNaN: true }),
+  seq: fc.constant(0),
+  symbol: fc.integer({ min: 0, max: 9 }),
+  price: fc.integer({ min: 1, max: 100_000 }).map((cents) => cents / 100),
+  volume: fc.integer({ min: 1, max: 10_000 }),
+});
+
+type AppendMode = 'single' | 'batch' | 'columns';
+
+function appendAll(real: Real, events: StockEvent[], mode: AppendMode): void {
+  if (mode === 'single') events.forEach((e) => real.stream.append(e));
+    else if (mode === 'batch') real.stream.appendBatch(events);
     else {
       real.stream.appendBatch({
         ts: events.map((e) => e.ts),
@@ -60,11 +68,44 @@ class AppendCommand implements fc.Command<StockModel, Real> {
         price: Float64Array.from(events, (e) => e.price),
         volume: Uint32Array.from(events, (e) => e.volume),
       });
-    }
+  }
+}
+
+class AppendCommand implements fc.Command<StockModel, Real> {
+  constructor(readonly relative: StockEvent[], readonly mode: AppendMode) {}
+  check = () => true;
+  run(model: StockModel, real: Real): void {
+    const events = absolutize(model, this.relative);
+    appendAll(real, events, this.mode);
     events.forEach((e) => model.append(e));
     expect(real.stream.stats().events).toBe(model.events.length);
   }
   toString = () => `append(${this.mode}, ${this.relative.length})`;
+}
+
+class LateAppendCommand implements fc.Command<StockModel, Real> {
+  constructor(readonly fractions: StockEvent[], readonly mode: AppendMode) {}
+  check = () => true;
+  run(model: StockModel, real: Real): void {
+    const span = (model.newest ?? 0) + 2;
+    let seq = model.events.length;
+    const events = this.fractions.map((e) => ({ ...e, ts: Math.floor(e.ts * span), seq: seq++ }));
+    appendAll(real, events, this.mode);
+    events.forEach((e) => model.append(e));
+    expect([...real.stream.replay()]).toEqual(model.events);
+  }
+  toString = () => `late(${this.mode}, ${this.fractions.map((e) => e.ts.toFixed(3)).join(' ')})`;
+}
+
+class MergeCommand implements fc.Command<StockModel, Real> {
+  check = () => true;
+  run(model: StockModel, real: Real): void {
+    real.stream.mergeLateEvents();
+    expect(real.stream.stats().outOfOrder.queuedEvents).toBe(0);
+    expect(real.stream.verify({ full: true })).toEqual([]);
+    expect([...real.stream.replay()]).toEqual(model.events);
+  }
+  toString = () => 'merge';
 }
 
 class ReopenCommand implements fc.Command<StockModel, Real> {
@@ -73,6 +114,7 @@ class ReopenCommand implements fc.Command<StockModel, Real> {
     real.store.close();
     real.store = open(real.dir, { pmemDir: real.pmemDir, flushEvery: real.flushEvery, ...SMALL_TREE });
     real.stream = real.store.stream('stock');
+    expect(real.stream.verify({ full: true })).toEqual([]);
   }
   toString = () => 'reopen';
 }
@@ -110,6 +152,8 @@ class QueryCommand implements fc.Command<StockModel, Real> {
 const commands = [
   fc.tuple(eventsAfter(1, 40), fc.constantFrom('single' as const, 'batch' as const, 'columns' as const)).map(([events, mode]) => new AppendCommand(events, mode)),
   eventsAfter(100, 400).map((events) => new AppendCommand(events, 'columns')),
+  fc.tuple(fc.array(lateEvent, { minLength: 1, maxLength: 30 }), fc.constantFrom('single' as const, 'batch' as const, 'columns' as const)).map(([events, mode]) => new LateAppendCommand(events, mode)),
+  fc.constant(new MergeCommand()),
   fc.constant(new FlushCommand()),
   fc.constant(new ReopenCommand()),
   fc
@@ -117,8 +161,44 @@ const commands = [
     .map(([a, b, p1, p2, limit]) => new QueryCommand(a, b, [Math.min(p1, p2), Math.max(p1, p2)], limit)),
 ];
 
+const queryCommand = fc
+  .tuple(fc.double({ min: 0, max: 1, noNaN: true }), fc.double({ min: 0, max: 1, noNaN: true }), fc.integer({ min: 0, max: 1000 }), fc.integer({ min: 0, max: 1000 }), fc.integer({ min: 0, max: 50 }))
+  .map(([a, b, p1, p2, limit]) => new QueryCommand(a, b, [Math.min(p1, p2), Math.max(p1, p2)], limit));
+
+/** Mostly late events, merged by a full queue or on demand, checked after every step. */
+const lateCommands = [
+  eventsAfter(50, 300).map((events) => new AppendCommand(events, 'columns')),
+  fc.tuple(fc.array(lateEvent, { minLength: 1, maxLength: 60 }), fc.constantFrom('single' as const, 'batch' as const, 'columns' as const)).map(([events, mode]) => new LateAppendCommand(events, mode)),
+  fc.tuple(fc.array(lateEvent, { minLength: 1, maxLength: 10 }), fc.constant('single' as const)).map(([events, mode]) => new LateAppendCommand(events, mode)),
+  fc.constant(new MergeCommand()),
+  fc.constant(new ReopenCommand()),
+  queryCommand,
+  queryCommand,
+];
+
 describe('store against a sorted-array model', () => {
-  it('answers every query like the model, across appends, flushes and reopens', () => {
+  it('keeps late events in timestamp order, equal timestamps in arrival order, through merges and reopens', () => {
+    fc.assert(
+      fc.property(eventsAfter(50, 200), fc.commands(lateCommands, { maxCommands: 30, size: '+1' }), fc.constantFrom(1, 7, 25), (initial, cmds, flushEvery) => {
+        const { dir, pmemDir } = newStoreDir();
+        const store = open(dir, { pmemDir, flushEvery, ...SMALL_TREE });
+        const real: Real = { store, stream: store.createStream('stock', STOCK), dir, pmemDir, flushEvery };
+        try {
+          fc.modelRun(() => {
+            const model = new StockModel();
+            new AppendCommand(initial, 'columns').run(model, real);
+            return { model, real };
+          }, cmds);
+          expect(real.stream.verify({ full: true })).toEqual([]);
+        } finally {
+          real.store.close();
+        }
+      }),
+      { numRuns: Number(process.env.MODEL_RUNS ?? 40), verbose: 1 },
+    );
+  });
+
+  it('answers every query like the model, across in-order and late appends, merges, flushes and reopens', () => {
     fc.assert(
       fc.property(fc.commands(commands, { maxCommands: 40 }), fc.constantFrom(1, 7, 25), (cmds, flushEvery) => {
         const { dir, pmemDir } = newStoreDir();
@@ -133,7 +213,7 @@ describe('store against a sorted-array model', () => {
           real.store.close();
         }
       }),
-      { numRuns: 40, verbose: 1 },
+      { numRuns: Number(process.env.MODEL_RUNS ?? 40), verbose: 1 },
     );
   });
 

@@ -1,6 +1,7 @@
 // Temporal aggregation in logarithmic time: whole subtrees inside [from, to] contribute their
 // stored aggregates; only the (at most two) boundary paths are descended, and only the two
-// boundary leaves are read row by row.
+// boundary leaves are read row by row. Late events still in the out-of-order queue are added one
+// by one, found through the DRAM time index (only those inside the range are touched).
 
 import { Aggregate } from '../tree/aggregate-array.js';
 import type { Timestamp } from '../tree/row-layout.js';
@@ -15,6 +16,7 @@ export function aggregateRange(tree: Tree, from: Timestamp, to: Timestamp): Aggr
     if (source.kind === 'open-leaf') walker.addLeafRows(source.leafId);
     else walker.addIndexNode(source.nodeId, source.level, source.count);
   }
+  tree.late.aggregateInto(total, from, to);
   return total;
 }
 

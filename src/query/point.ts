@@ -7,10 +7,20 @@ import type { RowRef } from './scan.js';
 
 /**
  * The latest event (in timestamp order, then arrival order) with a timestamp <= `ts`, or
- * undefined. Walks the sources newest first; in each, descends into the last child whose
- * smallest timestamp is <= ts, which therefore holds the answer.
+ * undefined: the later of the tree's answer and the queue's. In the tree, walks the sources
+ * newest first; in each, descends into the last child whose smallest timestamp is <= ts, which
+ * therefore holds the answer.
  */
 export function findAsOf(tree: Tree, ts: Timestamp): RowRef | undefined {
+  const inTree = findAsOfInTree(tree, ts);
+  const late = tree.late.lastAtOrBefore(ts);
+  if (late === undefined) return inTree;
+  if (inTree === undefined) return late;
+  // On equal timestamps the queued event arrived later, so it is the latest.
+  return tree.layout.readTimestamp(late.view, late.offset) >= tree.layout.readTimestamp(inTree.view, inTree.offset) ? late : inTree;
+}
+
+function findAsOfInTree(tree: Tree, ts: Timestamp): RowRef | undefined {
   const sources = tree.sources();
   for (let s = sources.length - 1; s >= 0; s--) {
     const source = sources[s]!;

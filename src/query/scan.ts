@@ -3,11 +3,17 @@
 // without being read (ChronicleDB's lightweight indexing); rows are tested one by one only in
 // the leaves that remain.
 //
+// Late events still in the out-of-order queue are merged in on the fly, in timestamp order, after
+// tree events with the same timestamp (they arrived later).
+//
 // The scan sees the events that existed when it was created: it captures the flank's sources
-// with their counts, and copies rows of leaves still in PMem (their ring page may be reused
-// while the scan is paused).
+// with their counts, a copy of the open leaf (late events may be inserted into it), and a
+// snapshot of the queue's slots in range; it copies rows of leaves still in PMem when it reaches
+// them (their ring page may be reused while the scan is paused). Merges copy-on-write, so the
+// nodes it captured stay as they were.
 
-import type { Timestamp } from '../tree/row-layout.js';
+import type { QueueSnapshot } from '../ooo/late-queue.js';
+import type { RowLayout, Timestamp } from '../tree/row-layout.js';
 import type { FlankSource, Tree } from '../tree/tree.js';
 import { type LeafRows, rowSpan } from './leaf-search.js';
 
@@ -24,10 +30,46 @@ export interface RowRef {
   offset: number;
 }
 
-export function* scanRows(tree: Tree, from: Timestamp, to: Timestamp, filters: readonly AttributeFilter[]): Generator<RowRef, void, undefined> {
-  if (from > to) return;
+/** The rows with from <= ts <= to that pass `filters`, in timestamp order, as of this call. */
+export function scanRows(tree: Tree, from: Timestamp, to: Timestamp, filters: readonly AttributeFilter[]): Generator<RowRef, void, undefined> {
+  if (from > to) return emptyScan();
   const scanner = new Scanner(tree, from, to, filters);
-  for (const source of tree.sources()) yield* scanner.source(source);
+  const sources = tree.sources().map((source) => (source.kind === 'open-leaf' ? scanner.capturedLeaf(source.leafId, source.count) : source));
+  const late = tree.late.snapshot(from, to);
+  const treeRows = scanner.sources(sources);
+  return late.length === 0 ? treeRows : mergeLate(treeRows, late, tree.layout, (view, offset) => scanner.matches(view, offset));
+}
+
+function* emptyScan(): Generator<RowRef, void, undefined> {}
+
+/** Tree rows and queued late rows merged by timestamp, tree rows first on equal timestamps. */
+function* mergeLate(treeRows: Generator<RowRef, void, undefined>, late: QueueSnapshot, layout: RowLayout, matches: (view: DataView, offset: number) => boolean): Generator<RowRef, void, undefined> {
+  const lateRow: RowRef = { view: new DataView(new ArrayBuffer(0)), offset: 0 };
+  try {
+    for (let next = treeRows.next(); ; ) {
+      const lateTs = late.peekTimestamp(layout);
+      if (lateTs === undefined && next.done === true) return;
+      if (lateTs !== undefined && (next.done === true || lateTs < layout.readTimestamp(next.value.view, next.value.offset))) {
+        const row = late.take();
+        if (!matches(row.view, row.offset)) continue;
+        lateRow.view = row.view;
+        lateRow.offset = row.offset;
+        yield lateRow;
+        continue;
+      }
+      yield next.value!;
+      next = treeRows.next();
+    }
+  } finally {
+    late.close();
+    treeRows.return();
+  }
+}
+
+/** An open leaf's rows copied when the scan starts: late events may be inserted among them later. */
+interface CapturedLeaf {
+  readonly kind: 'captured-leaf';
+  readonly rows: LeafRows;
 }
 
 const NO_ROWS = new DataView(new ArrayBuffer(0));
@@ -42,8 +84,15 @@ class Scanner {
     private readonly filters: readonly AttributeFilter[],
   ) {}
 
-  source(source: FlankSource): Generator<RowRef, void, undefined> {
-    return source.kind === 'open-leaf' ? this.leaf(source.leafId, source.count) : this.indexNode(source.nodeId, source.level, source.count);
+  *sources(sources: readonly (FlankSource | CapturedLeaf)[]): Generator<RowRef, void, undefined> {
+    for (const source of sources) {
+      if (source.kind === 'captured-leaf') yield* this.rowsOf(source.rows);
+      else if (source.kind === 'index') yield* this.indexNode(source.nodeId, source.level, source.count);
+    }
+  }
+
+  capturedLeaf(leafId: number, count: number): CapturedLeaf {
+    return { kind: 'captured-leaf', rows: this.stableRows(leafId, count) };
   }
 
   private *indexNode(nodeId: number, level: number, count: number): Generator<RowRef, void, undefined> {
@@ -59,8 +108,11 @@ class Scanner {
     }
   }
 
-  private *leaf(leafId: number, atMost: number): Generator<RowRef, void, undefined> {
-    const rows = this.stableRows(leafId, atMost);
+  private leaf(leafId: number, atMost: number): Generator<RowRef, void, undefined> {
+    return this.rowsOf(this.stableRows(leafId, atMost));
+  }
+
+  private *rowsOf(rows: LeafRows): Generator<RowRef, void, undefined> {
     const layout = this.tree.layout;
     const [first, end] = rowSpan(layout, rows, this.from, this.to);
     this.row.view = rows.view;
@@ -72,7 +124,7 @@ class Scanner {
     }
   }
 
-  private matches(view: DataView, offset: number): boolean {
+  matches(view: DataView, offset: number): boolean {
     for (const filter of this.filters) {
       const value = this.tree.layout.numeric[filter.attribute]!.readNumber(view, offset);
       if (!(value >= filter.low && value <= filter.high)) return false;

@@ -2,7 +2,10 @@
 // (record.ts) - first a FILE_HEADER record binding the file to its store and stream, then one LEAF
 // record per closed leaf: the leaf's rows, encoded column by column and LZ4-compressed
 // (leaf/codec.ts). Leaf ids grow with the file offset, so the file is written sequentially and
-// the translation array (tree/translation-array.ts) maps a leaf id to its record.
+// the translation array (tree/translation-array.ts) maps a leaf id to its record. A leaf written
+// by an out-of-order merge is a MERGED_LEAF record: its payload starts with its lineage
+// (u32 id of the leaf it replaces, u16 part, u16 parts), so a rebuild from this file alone knows
+// which records are superseded.
 //
 // Persistence rule: a record is durable only after sync() (fdatasync); the tree sets a leaf's
 // translation slot only after that. Recovery scans forward from the last trusted record and
@@ -14,6 +17,7 @@ import { CorruptionError } from '../errors.js';
 import type { LeafCache, CacheStats } from '../cache/leaf-cache.js';
 import { decodeLeaf, encodeLeaf } from '../leaf/codec.js';
 import type { Schema } from '../schema.js';
+import type { Lineage } from '../tree/flank.js';
 import { RecordKind, encodeRecord, readRecordAt, scanForward } from './record.js';
 import type { SsdFile } from './file.js';
 import { ReadWindow } from './read-window.js';
@@ -29,6 +33,8 @@ export interface RecoveredLeaf {
   readonly location: LeafLocation;
   /** Rows the record holds. */
   readonly rows: number;
+  /** Set for a leaf an out-of-order merge wrote. */
+  readonly lineage: Lineage | undefined;
 }
 
 /** What the tree needs from the SSD tier. */
@@ -36,7 +42,7 @@ export interface LeafSink {
   readonly path: string;
   /** Offset of the first leaf record (just after the file's header record). */
   readonly firstRecordOffset: number;
-  append(leafId: number, rows: Uint8Array, count: number): LeafLocation;
+  append(leafId: number, rows: Uint8Array, count: number, lineage: Lineage | undefined): LeafLocation;
   sync(): void;
   /** The decoded rows of leaf `leafId`; shared with the cache, so they must not be modified. */
   read(leafId: number, location: LeafLocation, count: number): DataView;
@@ -49,6 +55,7 @@ export interface LeafSink {
 }
 
 const HEADER_PAYLOAD_BYTES = 20;
+const LINEAGE_BYTES = 8;
 const MAX_SCAN_WINDOW_BYTES = 64 * 1024 * 1024;
 
 export class LeafFile implements LeafSink {
@@ -83,8 +90,8 @@ export class LeafFile implements LeafSink {
     return this.file.size;
   }
 
-  append(leafId: number, rows: Uint8Array, count: number): LeafLocation {
-    const record = encodeLeafRecord(this.schema, leafId, rows, count);
+  append(leafId: number, rows: Uint8Array, count: number, lineage: Lineage | undefined): LeafLocation {
+    const record = encodeLeafRecord(this.schema, leafId, rows, count, lineage);
     const offset = this.file.append(record);
     this.cache.delete(leafId);
     return { offset, length: record.length };
@@ -103,10 +110,11 @@ export class LeafFile implements LeafSink {
     if (cached !== undefined) return cached;
     const schema = this.schema;
     const { header, payload } = readRecordAt(this.file, location.offset, location.length);
-    if (header.kind !== RecordKind.Leaf || header.nodeId !== leafId || header.totalLength !== location.length || header.rawLength !== count * schema.rowBytes) {
+    const merged = header.kind === RecordKind.MergedLeaf;
+    if ((!merged && header.kind !== RecordKind.Leaf) || header.nodeId !== leafId || header.totalLength !== location.length || header.rawLength !== count * schema.rowBytes || (merged && payload.length < LINEAGE_BYTES)) {
       throw new CorruptionError(this.file.path, location.offset, `expected leaf ${leafId} of ${count} rows, found a record of kind ${header.kind} for node ${header.nodeId} (${header.rawLength} raw bytes)`);
     }
-    const rows = decodeLeaf(schema, payload, count, { file: this.file.path, offset: location.offset });
+    const rows = decodeLeaf(schema, merged ? payload.subarray(LINEAGE_BYTES) : payload, count, { file: this.file.path, offset: location.offset });
     const view = new DataView(rows.buffer, rows.byteOffset, rows.byteLength);
     this.cache.set(leafId, view);
     return view;
@@ -117,9 +125,11 @@ export class LeafFile implements LeafSink {
     // one read brings it in whole, unless the file is damaged into something much larger.
     const tail = this.file.size - offset;
     const source = tail > 0 && tail <= MAX_SCAN_WINDOW_BYTES ? new ReadWindow(this.file.path, offset, this.file.read(offset, tail)) : this.file;
-    for (const { header } of scanForward(source, offset)) {
-      if (header.kind !== RecordKind.Leaf) return;
-      yield { leafId: header.nodeId, location: { offset: header.offset, length: header.totalLength }, rows: header.rawLength / this.schema.rowBytes };
+    for (const { header, payload } of scanForward(source, offset)) {
+      const merged = header.kind === RecordKind.MergedLeaf;
+      if ((!merged && header.kind !== RecordKind.Leaf) || (merged && payload.length < LINEAGE_BYTES)) return;
+      const location = { offset: header.offset, length: header.totalLength };
+      yield { leafId: header.nodeId, location, rows: header.rawLength / this.schema.rowBytes, lineage: merged ? decodeLineage(payload) : undefined };
     }
   }
 
@@ -136,9 +146,22 @@ export class LeafFile implements LeafSink {
   }
 }
 
-/** A LEAF record holding `count` rows, encoded and compressed. */
-export function encodeLeafRecord(schema: Schema, leafId: number, rows: Uint8Array, count: number): Uint8Array {
-  return encodeRecord(RecordKind.Leaf, 0, leafId, encodeLeaf(schema, rows, count), rows.length);
+/** A LEAF record holding `count` rows, encoded and compressed (a MERGED_LEAF one with a lineage). */
+export function encodeLeafRecord(schema: Schema, leafId: number, rows: Uint8Array, count: number, lineage: Lineage | undefined): Uint8Array {
+  const leaf = encodeLeaf(schema, rows, count);
+  if (lineage === undefined) return encodeRecord(RecordKind.Leaf, 0, leafId, leaf, rows.length);
+  const payload = new Uint8Array(LINEAGE_BYTES + leaf.length);
+  const view = new DataView(payload.buffer);
+  view.setUint32(0, lineage.replaces, true);
+  view.setUint16(4, lineage.part, true);
+  view.setUint16(6, lineage.parts, true);
+  payload.set(leaf, LINEAGE_BYTES);
+  return encodeRecord(RecordKind.MergedLeaf, 0, leafId, payload, rows.length);
+}
+
+function decodeLineage(payload: Uint8Array): Lineage {
+  const view = new DataView(payload.buffer, payload.byteOffset, LINEAGE_BYTES);
+  return { replaces: view.getUint32(0, true), part: view.getUint16(4, true), parts: view.getUint16(6, true) };
 }
 
 function headerPayload(storeId: Uint8Array, streamId: number): Uint8Array {

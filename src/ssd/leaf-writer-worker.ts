@@ -37,7 +37,7 @@ function run(): void {
       for (let leafId = next; leafId < submitted; leafId++) {
         const count = counts[leafId % ring]!;
         const rows = new Uint8Array(flank.buffer, flank.rowsOffset(leafId), count * config.geometry.rowBytes);
-        records.push(encodeLeafRecord(schema, leafId, rows, count));
+        records.push(encodeLeafRecord(schema, leafId, rows, count, flank.pageLineage(leafId)));
       }
       let offset = file.append(Buffer.concat(records));
       file.sync();

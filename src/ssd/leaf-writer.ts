@@ -9,6 +9,7 @@
 //                     on compression or fdatasync - only on a full ring.
 
 import { IoError } from '../errors.js';
+import type { Lineage } from '../tree/flank.js';
 import type { LeafLocation, LeafSink } from './leaf-file.js';
 
 export interface DurableLeaf {
@@ -28,8 +29,8 @@ export interface LeafWriter {
   close(): void;
 }
 
-/** Rows of a ring page, as the writer reads them. */
-export type RingRows = (leafId: number, count: number) => Uint8Array;
+/** A ring page as the writer reads it: the leaf's rows and, for a merge's leaf, its lineage. */
+export type RingPage = (leafId: number, count: number) => { rows: Uint8Array; lineage: Lineage | undefined };
 
 export class SyncLeafWriter implements LeafWriter {
   private written: DurableLeaf[] = [];
@@ -37,12 +38,13 @@ export class SyncLeafWriter implements LeafWriter {
 
   constructor(
     private readonly sink: LeafSink,
-    private readonly ringRows: RingRows,
+    private readonly ringPage: RingPage,
     private readonly syncEvery: number,
   ) {}
 
   submit(leafId: number, count: number): void {
-    this.written.push({ leafId, location: this.sink.append(leafId, this.ringRows(leafId, count), count) });
+    const { rows, lineage } = this.ringPage(leafId, count);
+    this.written.push({ leafId, location: this.sink.append(leafId, rows, count, lineage) });
     if (this.written.length >= this.syncEvery) this.sync();
   }
 

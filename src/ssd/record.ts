@@ -62,6 +62,8 @@ const WORD = 2 ** 32;
 export enum RecordKind {
   FileHeader = 1,
   Leaf = 2,
+  /** A leaf an out-of-order merge wrote: payload = 8-byte lineage (leaf-file.ts), then the leaf. */
+  MergedLeaf = 3,
 }
 
 export interface RecordHeader {
@@ -263,7 +265,7 @@ function u32le(value: number): Uint8Array {
 }
 
 function isRecordKind(kind: number): kind is RecordKind {
-  return kind === RecordKind.FileHeader || kind === RecordKind.Leaf;
+  return kind === RecordKind.FileHeader || kind === RecordKind.Leaf || kind === RecordKind.MergedLeaf;
 }
 
 function isRecordLength(length: number): boolean {

@@ -15,10 +15,16 @@
 //   20  u32  reserved
 //   24  f64  events in closed leaves
 //   32  12 x { u32 open index-node id, u32 its committed entry count }, level 1 first
+//   128 u32  merge cursor: out-of-order queue generation it refers to (0 = none)
+//   132 u32  merge cursor: slot      } queue events of that generation whose (ts, slot) is below
+//   136 i64  merge cursor: timestamp } the cursor are in the tree (docs/DURABILITY.md)
+//   144 f64  leaves superseded by out-of-order merges
 //   252 u32  CRC-32 of [0, 252)
 // Leaf page (nodeSize bytes):
 //   0   u32  event count   (a 4-byte aligned store: a crash leaves it old or new, never torn)
 //   8   u32  leaf id the page currently holds
+//   16  u32  lineage: 1 + id of the leaf this one replaces (a merge's copy-on-write), 0 = none
+//   20  u16  lineage: part number, 22 u16 parts (a replaced leaf may split)
 //   64  rows, row-major, rowBytes each
 // The ring: full leaves stay in their page until their record is durable on SSD, so a crash
 // between "leaf closed" and "leaf synced" loses nothing: recovery writes them out again. A page is
@@ -48,15 +54,39 @@ const NEXT_NODE_OFFSET = HEIGHT_OFFSET + 4;
 const CLOSED_EVENTS_OFFSET = NEXT_NODE_OFFSET + 8;
 const LEVELS_OFFSET = CLOSED_EVENTS_OFFSET + 8;
 const LEVEL_BYTES = 8;
+const CURSOR_GENERATION_OFFSET = LEVELS_OFFSET + MAX_LEVELS * LEVEL_BYTES;
+const CURSOR_SLOT_OFFSET = CURSOR_GENERATION_OFFSET + 4;
+const CURSOR_TS_OFFSET = CURSOR_SLOT_OFFSET + 4;
+const SUPERSEDED_OFFSET = CURSOR_TS_OFFSET + 8;
 const RECORD_CRC_OFFSET = ROOT_RECORD_BYTES - 4;
 
 export const PAGE_HEADER_BYTES = 64;
 const PAGE_COUNT_OFFSET = 0;
 const PAGE_LEAF_OFFSET = 8;
+const PAGE_LINEAGE_OFFSET = 16;
 
 export interface OpenIndexNode {
   nodeId: number;
   count: number;
+}
+
+/**
+ * Which out-of-order queue events are in the tree: those of queue generation `generation` whose
+ * (ts, slot) is below (ts, slot) here. Generation 0: none.
+ */
+export interface MergeCursor {
+  readonly generation: number;
+  readonly ts: bigint;
+  readonly slot: number;
+}
+
+export const NO_MERGE_CURSOR: MergeCursor = { generation: 0, ts: 0n, slot: 0 };
+
+/** A leaf written by a merge replaces part `part` (of `parts`) of leaf `replaces`. */
+export interface Lineage {
+  readonly replaces: number;
+  readonly part: number;
+  readonly parts: number;
 }
 
 /** The committed shape of the tree; a DRAM copy of the newest valid root record. */
@@ -67,6 +97,8 @@ export interface FlankState {
   closedEvents: number;
   /** Open index node per level, level 1 first; length = height. */
   levels: OpenIndexNode[];
+  mergeCursor: MergeCursor;
+  supersededLeaves: number;
 }
 
 export interface FlankGeometry {
@@ -98,7 +130,7 @@ export class Flank {
     writeFileHeader(region, identity(geometry, storeId, streamId));
     const flank = new Flank(region, geometry);
     flank.openPage(0);
-    flank.commit({ seq: 0, openLeafId: 0, nextIndexNodeId: 0, closedEvents: 0, levels: [] });
+    flank.commit({ seq: 0, openLeafId: 0, nextIndexNodeId: 0, closedEvents: 0, levels: [], mergeCursor: NO_MERGE_CURSOR, supersededLeaves: 0 });
     return flank;
   }
 
@@ -152,16 +184,31 @@ export class Flank {
       view.setUint32(at + LEVELS_OFFSET + i * LEVEL_BYTES, level.nodeId, true);
       view.setUint32(at + LEVELS_OFFSET + i * LEVEL_BYTES + 4, level.count, true);
     });
+    view.setUint32(at + CURSOR_GENERATION_OFFSET, state.mergeCursor.generation, true);
+    view.setUint32(at + CURSOR_SLOT_OFFSET, state.mergeCursor.slot, true);
+    view.setBigInt64(at + CURSOR_TS_OFFSET, state.mergeCursor.ts, true);
+    view.setFloat64(at + SUPERSEDED_OFFSET, state.supersededLeaves, true);
     view.setUint32(at + RECORD_CRC_OFFSET, crc32(bytes.subarray(0, RECORD_CRC_OFFSET)), true);
     this.region.persist(at, ROOT_RECORD_BYTES);
   }
 
-  /** Resets the page of `leafId` to hold that leaf, empty; persisted. */
-  openPage(leafId: number): void {
+  /** Resets the page of `leafId` to hold that leaf, empty, with its lineage; persisted. */
+  openPage(leafId: number, lineage?: Lineage): void {
     const at = this.pageOffset(leafId);
     this.view.setUint32(at + PAGE_LEAF_OFFSET, leafId, true);
     this.view.setUint32(at + PAGE_COUNT_OFFSET, 0, true);
+    this.view.setUint32(at + PAGE_LINEAGE_OFFSET, lineage === undefined ? 0 : lineage.replaces + 1, true);
+    this.view.setUint16(at + PAGE_LINEAGE_OFFSET + 4, lineage?.part ?? 0, true);
+    this.view.setUint16(at + PAGE_LINEAGE_OFFSET + 6, lineage?.parts ?? 0, true);
     this.region.persist(at, PAGE_HEADER_BYTES);
+  }
+
+  /** The lineage of the leaf in `leafId`'s page, if a merge wrote it. */
+  pageLineage(leafId: number): Lineage | undefined {
+    const at = this.pageOffset(leafId) + PAGE_LINEAGE_OFFSET;
+    const replaces = this.view.getUint32(at, true);
+    if (replaces === 0) return undefined;
+    return { replaces: replaces - 1, part: this.view.getUint16(at + 4, true), parts: this.view.getUint16(at + 6, true) };
   }
 
   /** Which leaf the page that `leafId` maps to holds now. */
@@ -212,6 +259,12 @@ export class Flank {
         nodeId: view.getUint32(at + LEVELS_OFFSET + i * LEVEL_BYTES, true),
         count: view.getUint32(at + LEVELS_OFFSET + i * LEVEL_BYTES + 4, true),
       })),
+      mergeCursor: {
+        generation: view.getUint32(at + CURSOR_GENERATION_OFFSET, true),
+        slot: view.getUint32(at + CURSOR_SLOT_OFFSET, true),
+        ts: view.getBigInt64(at + CURSOR_TS_OFFSET, true),
+      },
+      supersededLeaves: view.getFloat64(at + SUPERSEDED_OFFSET, true),
     };
   }
 }

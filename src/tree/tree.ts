@@ -20,10 +20,14 @@
 //      the leaf's translation slot is set (persisted in batches of 32).
 
 import { CorruptionError, IoError, MisuseError, invariant } from '../errors.js';
+import { LateQueue, completeCursor } from '../ooo/late-queue.js';
+import type { OooQueue } from '../ooo/queue.js';
 import type { LeafSink, RecoveredLeaf } from '../ssd/leaf-file.js';
-import type { LeafWriter } from '../ssd/leaf-writer.js';
+import type { LeafWriter, RingPage } from '../ssd/leaf-writer.js';
 import { Aggregate, type AggregateArray } from './aggregate-array.js';
 import type { Flank, FlankState } from './flank.js';
+import { MergeStep } from './merge.js';
+import { countRowsBelow } from '../query/leaf-search.js';
 import type { IndexNodeArray } from './index-node-array.js';
 import type { RowLayout, Timestamp } from './row-layout.js';
 import type { TranslationArray } from './translation-array.js';
@@ -45,6 +49,16 @@ export interface TreeParts {
   readonly nodeAggregates: AggregateArray;
   readonly translation: TranslationArray;
   readonly leaves: LeafSink;
+  readonly queue: OooQueue;
+}
+
+/** What out-of-order merges did since the tree was opened. */
+export interface MergeStats {
+  merges: number;
+  steps: number;
+  mergedEvents: number;
+  rewrittenLeaves: number;
+  milliseconds: number;
 }
 
 /** A source of events in timestamp order, as queries walk it: an index node or the open leaf. */
@@ -74,12 +88,19 @@ export class Tree {
   private handedOff: number;
   /** The I/O failure that made this tree read-only, if one did. */
   private failure: IoError | undefined;
+  /** Late events not yet merged into the tree. */
+  readonly late: LateQueue;
+  /** The newest timestamp in closed leaves (late events at or after it may join the open leaf). */
+  private closedNewest: Timestamp | undefined;
+  /** The newest timestamp in the queue, if it may exceed the tree's (only after a crash lost flank rows). */
+  private lateNewest: Timestamp | undefined;
+  readonly mergeStats: MergeStats = { merges: 0, steps: 0, mergedEvents: 0, rewrittenLeaves: 0, milliseconds: 0 };
 
   /** Opens the tree, recovering what a crash left; then starts its leaf writer at the first leaf to write. */
   constructor(
     readonly parts: TreeParts,
     readonly options: TreeOptions,
-    startWriter: (firstLeaf: number) => LeafWriter,
+    startWriter: (firstLeaf: number, ringPage: RingPage) => LeafWriter,
   ) {
     const { flank, nodes } = parts;
     this.leafFill = Math.max(1, Math.floor(flank.pageCapacity * (1 - options.spare)));
@@ -91,19 +112,38 @@ export class Tree {
     this.durableLeaves = 0;
     if (options.rebuildFromLeafFile === true) this.adoptLeafFile();
     else this.durableLeaves = this.recoverLeafFile();
-    this.writer = startWriter(this.durableLeaves);
+    this.late = new LateQueue(parts.queue, parts.layout, this.state.mergeCursor);
+    this.writer = startWriter(this.durableLeaves, (leafId, count) => ({
+      rows: new Uint8Array(flank.buffer, flank.rowsOffset(leafId), count * this.layout.rowBytes),
+      lineage: flank.pageLineage(leafId),
+    }));
     // Closed leaves a crash kept from the SSD wait in their ring pages (queries read them there)
     // and go to the writer with the next hand-off: open() does not wait for them.
     this.handedOff = this.durableLeaves;
-    this.newest = this.findNewestTimestamp();
+    this.refreshNewest();
+    this.settleLateQueue();
   }
 
   get layout(): RowLayout {
     return this.parts.layout;
   }
 
+  /** Events in the tree and in the out-of-order queue. */
   get events(): number {
+    return this.treeEvents + this.late.size;
+  }
+
+  /** Events in the tree's leaves (the queue's not counted). */
+  get treeEvents(): number {
     return this.state.closedEvents + this.openCount;
+  }
+
+  get mergeCursor(): FlankState['mergeCursor'] {
+    return this.state.mergeCursor;
+  }
+
+  get supersededLeaves(): number {
+    return this.state.supersededLeaves;
   }
 
   get leafCount(): number {
@@ -116,6 +156,48 @@ export class Tree {
 
   get newestTimestamp(): Timestamp | undefined {
     return this.newest;
+  }
+
+  /**
+   * Whether an event at `ts` is late: older than the newest event, or (after a crash took flank
+   * rows) not newer than a queued one - equal timestamps must stay in arrival order.
+   */
+  isLate(ts: Timestamp): boolean {
+    return (this.newest !== undefined && ts < this.newest) || (this.lateNewest !== undefined && ts <= this.lateNewest);
+  }
+
+  /**
+   * Inserts a late event (isLate(ts)): into the open leaf's unflushed tail if it sorts there -
+   * durable with the next flush, like any append - else into the out-of-order queue, durable
+   * at the next persistLate() (the stream calls it before acknowledging). A full queue is merged
+   * into the tree first.
+   */
+  insertLate(ts: Timestamp, writeRow: (view: DataView, offset: number) => void): void {
+    this.checkWritable();
+    const position = this.tailPosition(ts);
+    if (position !== undefined) {
+      this.insertIntoTail(position, writeRow);
+      return;
+    }
+    if (this.late.queue.isFull) this.mergeLateEvents();
+    this.late.insert(writeRow);
+    if (this.lateNewest !== undefined) this.lateNewest = maxTimestamp(this.lateNewest, ts);
+  }
+
+  /** Makes every late event inserted into the queue durable. */
+  persistLate(): void {
+    this.late.persist();
+  }
+
+  /**
+   * Merges every queued late event into the tree (docs/DURABILITY.md, "Bulk merge"), in atomic
+   * steps; afterwards the queue is empty.
+   */
+  mergeLateEvents(): void {
+    this.checkWritable();
+    this.late.persist();
+    if (this.late.size === 0) return;
+    this.failOnIoError(() => this.runMerge());
   }
 
   /** Events appended but not yet persisted in the flank (lost if the power fails now). */
@@ -134,6 +216,7 @@ export class Tree {
     writeRow(this.rows, offset);
     this.openCount++;
     this.newest = ts;
+    this.lateNewest = undefined;
     if (this.openCount - this.durableRows >= this.options.flushEvery) this.flush();
   }
 
@@ -152,6 +235,7 @@ export class Tree {
       first += n;
     }
     this.newest = last;
+    this.lateNewest = undefined;
     if (this.openCount - this.durableRows >= this.options.flushEvery) this.flush();
   }
 
@@ -240,7 +324,83 @@ export class Tree {
     const aggregate = new Aggregate(this.layout.numeric.length);
     aggregate.addRows(this.layout, this.rows, this.parts.flank.rowsOffset(this.state.openLeafId), 0, this.openCount);
     this.commitLeaf(aggregate);
+    this.closedNewest = maxTimestamp(this.closedNewest, aggregate.maxTs);
     this.handOff();
+  }
+
+  /** Where in the open leaf's unflushed rows an event at `ts` belongs, if it may go there. */
+  private tailPosition(ts: Timestamp): number | undefined {
+    if (this.openCount >= this.parts.flank.pageCapacity || this.openCount === this.durableRows) return undefined;
+    const rowsAt = this.parts.flank.rowsOffset(this.state.openLeafId);
+    const floor = this.durableRows > 0 ? this.layout.readTimestamp(this.rows, rowsAt + (this.durableRows - 1) * this.layout.rowBytes) : this.closedNewest;
+    if (floor !== undefined && ts < floor) return undefined;
+    const tail = { view: this.rows, offset: rowsAt + this.durableRows * this.layout.rowBytes, count: this.openCount - this.durableRows };
+    return this.durableRows + countRowsBelow(this.layout, tail, ts, true);
+  }
+
+  /** Inserts a row at `position` of the open leaf, moving the unflushed rows after it. */
+  private insertIntoTail(position: number, writeRow: (view: DataView, offset: number) => void): void {
+    const rowBytes = this.layout.rowBytes;
+    const at = this.parts.flank.rowsOffset(this.state.openLeafId) + position * rowBytes;
+    const page = new Uint8Array(this.rows.buffer);
+    page.copyWithin(at + rowBytes, at, at + (this.openCount - position) * rowBytes);
+    writeRow(this.rows, at);
+    this.openCount++;
+    if (this.openCount - this.durableRows >= this.options.flushEvery) this.flush();
+  }
+
+  /** Merge steps until the queue is empty, then the queue is emptied; timed for stats(). */
+  private runMerge(): void {
+    const started = performance.now();
+    this.closeLeaf();
+    const { queue } = this.late;
+    const events = { slots: this.late.index.all(), view: queue.view, rowOffset: (slot: number) => queue.rowOffset(slot), timestamp: (slot: number) => queue.timestamp(slot) };
+    const budget = Math.max(3, Math.floor(this.parts.flank.geometry.ringPages / 2));
+    for (let done = 0; done < events.slots.length; ) {
+      const step = new MergeStep(this, this.state, events, done, budget).run();
+      invariant(step.end > done, () => `merge step made no progress at event ${done}`);
+      const next = events.slots[step.end];
+      step.state.mergeCursor = next === undefined ? completeCursor(queue.generation) : { generation: queue.generation, ts: BigInt(queue.timestamp(next)), slot: next };
+      this.parts.flank.commit(step.state);
+      this.state = step.state;
+      this.late.dropMerged(step.end - done);
+      this.mergeStats.steps++;
+      this.mergeStats.rewrittenLeaves += step.rewrittenLeaves;
+      this.mergeStats.mergedEvents += step.end - done;
+      done = step.end;
+      this.handOff();
+    }
+    this.late.reset();
+    this.refreshNewest();
+    this.mergeStats.merges++;
+    this.mergeStats.milliseconds += performance.now() - started;
+  }
+
+  /** After open: finish a merge a crash interrupted, empty a queue whose events are all merged. */
+  private settleLateQueue(): void {
+    if (this.late.mergeInterrupted(this.state.mergeCursor) || this.late.queue.isFull) this.mergeLateEvents();
+    else if (this.late.size === 0 && this.late.queue.length > 0) this.late.reset();
+  }
+
+  /** newest, closedNewest and lateNewest from the committed tree, the open leaf and the queue. */
+  private refreshNewest(): void {
+    this.closedNewest = this.newestClosed();
+    const open = this.openCount > 0 ? this.layout.readTimestamp(this.rows, this.parts.flank.rowsOffset(this.state.openLeafId) + (this.openCount - 1) * this.layout.rowBytes) : undefined;
+    const treeNewest = open ?? this.closedNewest;
+    const lateSlot = this.late.index.last();
+    const lateNewest = lateSlot < 0 ? undefined : this.late.timestamp(lateSlot);
+    this.lateNewest = lateNewest !== undefined && (treeNewest === undefined || lateNewest >= treeNewest) ? lateNewest : undefined;
+    this.newest = maxTimestamp(treeNewest, lateNewest);
+  }
+
+  /** The newest timestamp in closed leaves: the last child of the lowest non-empty open node. */
+  private newestClosed(): Timestamp | undefined {
+    const { nodes } = this.parts;
+    for (let level = 1; level <= this.state.levels.length; level++) {
+      const open = this.state.levels[level - 1]!;
+      if (open.count > 0) return this.childAggregates(level).maxTs(nodes.child(open.nodeId, open.count - 1));
+    }
+    return undefined;
   }
 
   /**
@@ -282,9 +442,9 @@ export class Tree {
     const leafId = this.state.openLeafId;
     leafAggregates.write(leafId, aggregate);
     const next: FlankState = {
+      ...this.state,
       seq: this.state.seq + 1,
       openLeafId: leafId + 1,
-      nextIndexNodeId: this.state.nextIndexNodeId,
       closedEvents: this.state.closedEvents + aggregate.count,
       levels: this.state.levels.map((level) => ({ ...level })),
     };
@@ -337,7 +497,7 @@ export class Tree {
   }
 
   /** The ring page of `leafId` holds leaf leafId - ringPages, which must be durable before reuse. */
-  private makeRoomInRing(leafId: number): void {
+  makeRoomInRing(leafId: number): void {
     const reused = leafId - this.parts.flank.geometry.ringPages;
     if (reused >= this.durableLeaves) this.collectDurable(reused + 1);
     invariant(reused < this.durableLeaves, () => `ring page of leaf ${leafId} still busy`);
@@ -364,6 +524,9 @@ export class Tree {
   private checkOpenPage(): void {
     const { flank } = this.parts;
     const leafId = this.state.openLeafId;
+    // A page with a lineage was written by a merge step whose commit never happened: the open
+    // leaf it was meant to replace is empty (a merge starts by closing it).
+    if (flank.pageLineage(leafId) !== undefined && flank.pageLeafId(leafId) === leafId) flank.openPage(leafId);
     if (flank.pageLeafId(leafId) !== leafId || flank.pageCount(leafId) > flank.pageCapacity) {
       throw new CorruptionError(flank.region.path, 0, `the open leaf ${leafId}'s ring page holds leaf ${flank.pageLeafId(leafId)} with ${flank.pageCount(leafId)} rows`);
     }
@@ -398,20 +561,10 @@ export class Tree {
     return next;
   }
 
-
-
-  private findNewestTimestamp(): Timestamp | undefined {
-    const { flank, leafAggregates } = this.parts;
-    if (this.openCount > 0) {
-      return this.layout.readTimestamp(this.rows, flank.rowsOffset(this.state.openLeafId) + (this.openCount - 1) * this.layout.rowBytes);
-    }
-    return this.state.openLeafId > 0 ? leafAggregates.maxTs(this.state.openLeafId - 1) : undefined;
-  }
 }
 
-/** Throws unless `ts` may follow `newest` in an in-order stream. */
-export function checkInOrder(stream: string, ts: Timestamp, newest: Timestamp | undefined): void {
-  if (newest !== undefined && ts < newest) {
-    throw new MisuseError('INVALID_EVENT', `stream '${stream}': timestamp ${ts} is older than the newest event (${newest}); out-of-order events are not supported yet`);
-  }
+function maxTimestamp(a: Timestamp | undefined, b: Timestamp | undefined): Timestamp | undefined {
+  if (a === undefined) return b;
+  if (b === undefined) return a;
+  return a >= b ? a : b;
 }

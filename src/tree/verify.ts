@@ -4,6 +4,8 @@
 //          aggregates equal to its children's, event totals;
 //   full:  also every leaf - translation slot valid, record intact, rows sorted, the leaf's
 //          aggregates equal to its rows.
+//   both:  the out-of-order queue - its DRAM index in (ts, arrival) order, no event indexed that
+//          the merge cursor says is in the tree.
 
 import { Aggregate } from './aggregate-array.js';
 import type { Timestamp } from './row-layout.js';
@@ -33,8 +35,28 @@ class Verifier {
       if (source.kind === 'open-leaf') this.leaf(source.leafId, `open leaf ${source.leafId}`, true);
       else this.indexNode(source.nodeId, source.level, source.count, `open index node ${source.nodeId}`);
     }
-    this.check(this.events === this.tree.events, 'tree', `entries account for ${this.events} events, the tree counts ${this.tree.events}`);
+    this.check(this.events === this.tree.treeEvents, 'tree', `entries account for ${this.events} events, the tree counts ${this.tree.treeEvents}`);
+    this.lateQueue();
     return this.violations;
+  }
+
+  private lateQueue(): void {
+    const { late } = this.tree;
+    const slots = late.index.all();
+    const cursor = this.tree.mergeCursor;
+    const merging = cursor.generation === late.queue.generation;
+    this.check(slots.length <= late.queue.length, 'out-of-order queue', `the index holds ${slots.length} events, the queue ${late.queue.length}`);
+    for (let i = 0; i < slots.length; i++) {
+      const slot = slots[i]!;
+      const ts = late.timestamp(slot);
+      const where = `out-of-order queue slot ${slot} (index entry ${i})`;
+      if (!this.check(slot < late.queue.length, where, `past the queue's ${late.queue.length} slots`)) return;
+      if (merging) this.check(BigInt(ts) > cursor.ts || (BigInt(ts) === cursor.ts && slot >= cursor.slot), where, `indexed though the merge cursor (${cursor.ts}, ${cursor.slot}) says it is in the tree`);
+      if (i === 0) continue;
+      const previous = slots[i - 1]!;
+      const previousTs = late.timestamp(previous);
+      if (!this.check(previousTs < ts || (previousTs === ts && previous < slot), where, `indexed after slot ${previous} (ts ${previousTs}) though its ts is ${ts}`)) return;
+    }
   }
 
   /** Checks a node's subtree and returns its aggregate, merged from its children's stored ones. */
