@@ -196,8 +196,9 @@ export class Tree {
   mergeLateEvents(): void {
     this.checkWritable();
     this.late.persist();
-    if (this.late.size === 0) return;
-    this.failOnIoError(() => this.runMerge());
+    if (this.late.size > 0) this.failOnIoError(() => this.runMerge());
+    // A crash between a merge's last commit and the queue's emptying leaves only merged slots.
+    else if (this.late.queue.length > 0) this.late.reset();
   }
 
   /** Events appended but not yet persisted in the flank (lost if the power fails now). */
@@ -378,8 +379,7 @@ export class Tree {
 
   /** After open: finish a merge a crash interrupted, empty a queue whose events are all merged. */
   private settleLateQueue(): void {
-    if (this.late.mergeInterrupted(this.state.mergeCursor) || this.late.queue.isFull) this.mergeLateEvents();
-    else if (this.late.size === 0 && this.late.queue.length > 0) this.late.reset();
+    if (this.late.mergeInterrupted(this.state.mergeCursor) || this.late.queue.isFull || this.late.size === 0) this.mergeLateEvents();
   }
 
   /** newest, closedNewest and lateNewest from the committed tree, the open leaf and the queue. */
