@@ -68,3 +68,63 @@ export function sineColumns(start: number, count: number): SineColumns {
   }
   return { ts, a1: value, a2: value.slice(), a3: value.slice(), a4: value.slice(), a5: value.slice(), a6: value.slice() };
 }
+
+/**
+ * Arrival order of `n` events with timestamps 0..n-1 of which `fraction` arrive late, as the
+ * paper's out-of-order workload (004 §5.4): of the late events 10 % are spread uniformly over the
+ * whole time span, 90 % come in 10,000 equidistant short bursts. A late event arrives `lag`
+ * events after its in-order place (uniform ones: anywhere later). Returns timestamp indices in
+ * arrival order.
+ */
+export function outOfOrderArrivals(n: number, fraction: number, seed = 7): Int32Array {
+  const random = new Random(seed);
+  const late = Math.round(n * fraction);
+  const bursts = Math.min(10_000, late);
+  const burstEvents = late - Math.round(late * 0.1);
+  const lag = Math.max(1, Math.floor(n / 1000));
+  const arrivesAt = new Float64Array(n).fill(-1);
+  // Bursts: a run of consecutive timestamps at each of `bursts` equidistant places, all arriving together.
+  for (let b = 0, placed = 0; b < bursts; b++) {
+    const size = Math.floor((burstEvents * (b + 1)) / bursts) - placed;
+    const start = Math.floor(((b + 0.5) * n) / bursts);
+    for (let k = 0; k < size && start + k < n; k++) arrivesAt[start + k] = Math.min(n - 1, start + size + lag);
+    placed += size;
+  }
+  for (let u = 0, placed = 0; placed < late - burstEvents && u < 10 * n; u++) {
+    const ts = random.nextInt(n);
+    if (arrivesAt[ts]! >= 0) continue;
+    arrivesAt[ts] = ts + random.nextInt(n - ts);
+    placed++;
+  }
+  return arrivalOrder(arrivesAt);
+}
+
+/** In-order events (arrivesAt < 0) at their own place; each late one right after the event at its arrival place. */
+function arrivalOrder(arrivesAt: Float64Array): Int32Array {
+  const n = arrivesAt.length;
+  const lateTs = Int32Array.from({ length: n }, (_, ts) => ts).filter((ts) => arrivesAt[ts]! >= 0);
+  lateTs.sort((a, b) => arrivesAt[a]! - arrivesAt[b]! || a - b);
+  const order = new Int32Array(n);
+  let out = 0;
+  let next = 0;
+  for (let place = 0; place < n; place++) {
+    if (arrivesAt[place]! < 0) order[out++] = place;
+    for (; next < lateTs.length && arrivesAt[lateTs[next]!] === place; next++) order[out++] = lateTs[next]!;
+  }
+  return order;
+}
+
+/** The columns of `columns` (by timestamp index) permuted into `order`. */
+export function permuteStock(columns: StockColumns, order: Int32Array, first: number, count: number): StockColumns {
+  const pick = <T extends Float64Array | Uint32Array>(source: T, target: T): T => {
+    for (let i = 0; i < count; i++) target[i] = source[order[first + i]!]!;
+    return target;
+  };
+  return {
+    ts: pick(columns.ts, new Float64Array(count)),
+    seq: pick(columns.seq, new Uint32Array(count)),
+    symbol: pick(columns.symbol, new Uint32Array(count)),
+    price: pick(columns.price, new Float64Array(count)),
+    volume: pick(columns.volume, new Uint32Array(count)),
+  };
+}

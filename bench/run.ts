@@ -8,6 +8,8 @@ const BENCHES: Record<string, () => Promise<{ run(args: ReturnType<typeof parseA
   ingest: () => import('./ingest.js'),
   query: () => import('./query.js'),
   recovery: () => import('./recovery.js'),
+  ooo: () => import('./ooo.js'),
+  'ooo-queue': () => import('./ooo-queue.js'),
 };
 
 async function main(): Promise<void> {

@@ -27,6 +27,7 @@ import type { LeafWriter, RingPage } from '../ssd/leaf-writer.js';
 import { Aggregate, type AggregateArray } from './aggregate-array.js';
 import type { Flank, FlankState } from './flank.js';
 import { MergeStep } from './merge.js';
+import { liveLeafOrder } from './rebuild.js';
 import { countRowsBelow } from '../query/leaf-search.js';
 import type { IndexNodeArray } from './index-node-array.js';
 import type { RowLayout, Timestamp } from './row-layout.js';
@@ -404,36 +405,39 @@ export class Tree {
   }
 
   /**
-   * Rebuild from SSD: the next leaf record of the leaf file becomes the next closed leaf, with
-   * its aggregates, index entries and translation slot, as if this tree had closed it.
-   * REQUIRES: the open leaf is empty, every earlier leaf is durable, the writer not started.
-   */
-  private adoptLeafRecord(leaf: RecoveredLeaf): void {
-    const leafId = this.state.openLeafId;
-    invariant(this.openCount === 0 && leaf.leafId === leafId && this.durableLeaves === leafId, () => `cannot adopt leaf ${leaf.leafId} as leaf ${leafId}`);
-    const rows = this.parts.leaves.read(leafId, leaf.location, leaf.rows);
-    const aggregate = new Aggregate(this.layout.numeric.length);
-    aggregate.addRows(this.layout, rows, 0, 0, leaf.rows);
-    this.commitLeaf(aggregate);
-    this.parts.translation.set(leafId, leaf.location);
-    this.durableLeaves = leafId + 1;
-  }
-
-  /**
-   * Rebuilds the tree from the leaf file: every intact leaf record, in leaf-id order from the
-   * first, is adopted; the file is cut after the last one. Events that were only in PMem (the
-   * open leaf, ring leaves never written) are gone with it. Runs before the leaf writer starts.
+   * Rebuilds the tree from the leaf file (the PMem structures are new and empty): every intact
+   * record, in leaf-id order from the first, gets its aggregates and translation slot; the live
+   * ones (rebuild.ts) become the tree's leaves in timestamp order, published by one commit; the
+   * file is cut after the last intact record. Events that were only in PMem (the open leaf, ring
+   * leaves never written, the out-of-order queue) are gone with it. Runs before the writer starts.
    */
   private adoptLeafFile(): void {
-    const { leaves } = this.parts;
+    const { leaves, translation, leafAggregates, flank } = this.parts;
+    const records: RecoveredLeaf[] = [];
     let end = leaves.firstRecordOffset;
     for (const record of leaves.scanFrom(end)) {
-      if (record.leafId !== this.state.openLeafId || !Number.isSafeInteger(record.rows) || record.rows <= 0) break;
-      this.adoptLeafRecord(record);
+      if (record.leafId !== records.length || !Number.isSafeInteger(record.rows) || record.rows <= 0) break;
+      records.push(record);
       end = record.location.offset + record.location.length;
     }
     leaves.truncate(end);
-    this.parts.translation.persistThrough(this.durableLeaves, true);
+    for (const { leafId, location, rows } of records) {
+      const aggregate = new Aggregate(this.layout.numeric.length);
+      aggregate.addRows(this.layout, leaves.read(leafId, location, rows), 0, 0, rows);
+      leafAggregates.write(leafId, aggregate);
+      translation.set(leafId, location);
+    }
+    const live = liveLeafOrder(records);
+    const next: FlankState = { ...this.state, seq: this.state.seq + 1, openLeafId: records.length, supersededLeaves: records.length - live.length, levels: [] };
+    for (const leafId of live) {
+      this.addEntry(next, 0, leafAggregates.minTs(leafId), leafId);
+      next.closedEvents += leafAggregates.count(leafId);
+    }
+    flank.openPage(next.openLeafId);
+    flank.commit(next);
+    this.state = next;
+    this.durableLeaves = records.length;
+    translation.persistThrough(this.durableLeaves, true);
   }
 
   /** Steps 2-5 of a hand-off: the open leaf, whose events `aggregate` sums up, becomes closed. */
