@@ -69,7 +69,7 @@ function pmemVariant(timestamps: Float64Array, queueBytes: number, indexed: bool
     queue = OooQueue.open(media.openRegion('queue', 0, false), layout, STORE_ID, 0, queueBytes);
     if (indexed) {
       index = new TimeIndex((slot) => queue.timestamp(slot));
-      index.build(sortByTime(Int32Array.from({ length: queue.length }, (_, slot) => slot), (slot) => queue.timestamp(slot)));
+      index.build(sortByTime(Int32Array.from({ length: queue.length }, (_, slot) => slot), queue.view, (slot) => queue.rowOffset(slot)));
     }
   });
   const lookup = indexed ? (ts: number) => index.between(ts, ts).length : (ts: number) => scanFor(queue, ts);

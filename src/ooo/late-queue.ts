@@ -105,7 +105,7 @@ export class LateQueue {
     for (let slot = 0; slot < this.queue.length; slot++) {
       if (!merging || !belowCursor(BigInt(this.queue.timestamp(slot)), slot, cursor)) live.push(slot);
     }
-    this.index.build(sortByTime(Int32Array.from(live), (slot) => this.queue.timestamp(slot)));
+    this.index.build(sortByTime(Int32Array.from(live), this.queue.view, (slot) => this.queue.rowOffset(slot)));
   }
 }
 

@@ -153,7 +153,8 @@ export class OooQueue {
     this.used = this.persisted = slot;
   }
 
-  private verifies(slot: number): boolean {
+  /** Whether slot `slot`'s check word matches its row (verify() asks it of every trusted slot). */
+  verifies(slot: number): boolean {
     return this.array.view.getUint32(this.array.slotOffset(slot), true) === this.checkWord(slot);
   }
 

@@ -171,10 +171,38 @@ export class TimeIndex {
   }
 }
 
-/** Sorts `slots` by (timestamp, slot). */
-export function sortByTime(slots: Int32Array, timestampOf: (slot: number) => Timestamp): Int32Array {
-  const keys = Array.from(slots, (slot) => timestampOf(slot));
-  const order = Array.from(slots.keys());
-  order.sort((a, b) => (keys[a]! < keys[b]! ? -1 : keys[a]! > keys[b]! ? 1 : slots[a]! - slots[b]!));
-  return Int32Array.from(order, (i) => slots[i]!);
+/**
+ * Sorts `slots` (given in increasing slot order) by timestamp, keeping slot order among equal
+ * timestamps: an LSD radix sort on the raw little-endian int64 timestamp at `offsetOf(slot)` in
+ * `view` - four stable 16-bit passes, no comparisons, the same for number and bigint streams.
+ */
+export function sortByTime(slots: Int32Array, view: DataView, offsetOf: (slot: number) => number): Int32Array {
+  const n = slots.length;
+  const low = new Uint32Array(n);
+  const high = new Uint32Array(n);
+  for (let i = 0; i < n; i++) {
+    const at = offsetOf(slots[i]!);
+    low[i] = view.getUint32(at, true);
+    high[i] = (view.getUint32(at + 4, true) ^ 0x80000000) >>> 0;
+  }
+  let order = new Int32Array(n);
+  for (let i = 0; i < n; i++) order[i] = i;
+  let spare = new Int32Array(n);
+  for (const [words, shift] of [
+    [low, 0],
+    [low, 16],
+    [high, 0],
+    [high, 16],
+  ] as const) {
+    const counts = new Uint32Array(65_537);
+    for (let i = 0; i < n; i++) counts[((words[i]! >>> shift) & 0xffff) + 1]!++;
+    for (let d = 1; d < counts.length; d++) counts[d]! += counts[d - 1]!;
+    for (let i = 0; i < n; i++) {
+      const item = order[i]!;
+      spare[counts[(words[item]! >>> shift) & 0xffff]!++] = item;
+    }
+    [order, spare] = [spare, order];
+  }
+  for (let i = 0; i < n; i++) spare[i] = slots[order[i]!]!;
+  return spare;
 }

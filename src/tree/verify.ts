@@ -5,7 +5,7 @@
 //   full:  also every leaf - translation slot valid, record intact, rows sorted, the leaf's
 //          aggregates equal to its rows.
 //   both:  the out-of-order queue - its DRAM index in (ts, arrival) order, no event indexed that
-//          the merge cursor says is in the tree.
+//          the merge cursor says is in the tree; full mode also checks every slot's check word.
 
 import { Aggregate } from './aggregate-array.js';
 import type { Timestamp } from './row-layout.js';
@@ -46,6 +46,7 @@ class Verifier {
     const cursor = this.tree.mergeCursor;
     const merging = cursor.generation === late.queue.generation;
     this.check(slots.length <= late.queue.length, 'out-of-order queue', `the index holds ${slots.length} events, the queue ${late.queue.length}`);
+    if (this.full) for (let slot = 0; slot < late.queue.length; slot++) this.check(late.queue.verifies(slot), `out-of-order queue slot ${slot}`, 'its check word does not match its row');
     for (let i = 0; i < slots.length; i++) {
       const slot = slots[i]!;
       const ts = late.timestamp(slot);
