@@ -8,6 +8,7 @@
 /** Stable codes of misuse errors. */
 export type MisuseCode =
   | 'STORE_CLOSED'
+  | 'SNAPSHOT_CLOSED'
   | 'REGION_CLOSED'
   | 'FILE_CLOSED'
   | 'INVALID_ARGUMENT'

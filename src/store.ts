@@ -17,6 +17,7 @@ import { OooQueue } from './ooo/queue.js';
 import { LeafFile } from './ssd/leaf-file.js';
 import { type LeafWriter, type RingPage, SyncLeafWriter } from './ssd/leaf-writer.js';
 import { WorkerLeafWriter } from './ssd/worker-leaf-writer.js';
+import { Snapshot } from './snapshot.js';
 import { Stream, type Violation } from './stream.js';
 import { AggregateArray } from './tree/aggregate-array.js';
 import { Flank, type FlankGeometry } from './tree/flank.js';
@@ -124,6 +125,15 @@ export class Store {
   streams(): string[] {
     this.checkOpen();
     return [...this.streamsByName.keys()];
+  }
+
+  /**
+   * Every stream as it is now: queries on the snapshot (and iterators opened from it) see exactly
+   * the events appended before this call, while appends and merges go on. Close it when done.
+   */
+  snapshot(): Snapshot {
+    this.checkOpen();
+    return new Snapshot([...this.streamsByName.values()].map((open) => open.stream), () => this.checkOpen());
   }
 
   /** The streams this open rebuilt from SSD (open with { rebuild: true }), and what came back. */

@@ -6,6 +6,7 @@ import { BoundsError, MisuseError } from './errors.js';
 import { aggregateRange } from './query/aggregate.js';
 import { findAsOf } from './query/point.js';
 import { type AttributeFilter, scanRows } from './query/scan.js';
+import { type ReadView, fixedView, liveView } from './query/view.js';
 import type { Event, EventCodec, EventInput, PreparedRows } from './event-codec.js';
 import type { Schema } from './schema.js';
 import type { Timestamp } from './tree/row-layout.js';
@@ -59,12 +60,18 @@ export interface OutOfOrderStats {
   readonly mergeMilliseconds: number;
   /** Leaves superseded by merges since the stream was created (their records stay on SSD until space is reclaimed). */
   readonly supersededLeaves: number;
+  /** Open iterators and snapshots holding queued late events (a merge copies their rows to DRAM). */
+  readonly pinnedReaders: number;
+}
+
+/** Throws if the store (or the snapshot) a reader belongs to is closed. */
+export interface OpenCheck {
+  checkOpen(): void;
 }
 
 /** What a stream needs from its store. */
-export interface StreamHost {
+export interface StreamHost extends OpenCheck {
   readonly durability: DurabilityClass;
-  checkOpen(): void;
   bytesOnSsd(streamId: number): number;
   bytesOnPmem(streamId: number): number;
   cacheStats(streamId: number): CacheStats;
@@ -78,7 +85,7 @@ export class EventIterator implements IterableIterator<Event>, AsyncIterable<Eve
     private readonly rows: Iterator<{ view: DataView; offset: number }>,
     private readonly codec: EventCodec,
     private remaining: number,
-    private readonly host: StreamHost,
+    private readonly host: OpenCheck,
   ) {}
 
   next(): IteratorResult<Event> {
@@ -119,15 +126,103 @@ export class EventIterator implements IterableIterator<Event>, AsyncIterable<Eve
   }
 }
 
-export class Stream {
+/**
+ * The queries of a stream, over a view of it: the live stream (Stream), or the stream as a
+ * snapshot fixed it (Snapshot.stream()).
+ */
+export class StreamReader {
   constructor(
     readonly name: string,
-    readonly id: number,
     readonly schema: Schema,
-    private readonly tree: Tree,
-    private readonly codec: EventCodec,
-    private readonly host: StreamHost,
+    protected readonly tree: Tree,
+    protected readonly codec: EventCodec,
+    protected readonly host: OpenCheck,
+    private readonly view: () => ReadView,
   ) {}
+
+  /** All events with exactly this timestamp, in arrival order. */
+  get(ts: Timestamp): Event[] {
+    const at = this.checkTimestamp(ts, 'ts');
+    return [...this.iterate(at, at, [], Infinity)];
+  }
+
+  /** The latest event with a timestamp <= ts (time travel), or undefined. */
+  asOf(ts: Timestamp): Event | undefined {
+    this.host.checkOpen();
+    const row = findAsOf(this.view(), this.checkTimestamp(ts, 'ts'));
+    return row === undefined ? undefined : this.codec.decode(row.view, row.offset);
+  }
+
+  /** Events with from <= ts <= to in timestamp order; `where` skips subtrees by their aggregates. */
+  range(from: Timestamp, to: Timestamp, options: RangeOptions = {}): EventIterator {
+    const limit = options.limit ?? Infinity;
+    if (limit !== Infinity && (!Number.isSafeInteger(limit) || limit < 0)) throw new BoundsError(`limit must be a non-negative integer, got ${limit}`);
+    return this.iterate(this.checkTimestamp(from, 'from'), this.checkTimestamp(to, 'to'), this.filters(options.where ?? {}), limit);
+  }
+
+  /** Replays events in timestamp order; iterate with for..of or for await..of. */
+  replay(options: { from?: Timestamp; to?: Timestamp } = {}): EventIterator {
+    const from = options.from === undefined ? this.codec.minTimestamp : this.checkTimestamp(options.from, 'from');
+    const to = options.to === undefined ? this.codec.maxTimestamp : this.checkTimestamp(options.to, 'to');
+    return this.iterate(from, to, [], Infinity);
+  }
+
+  /** count, and sum / min / max / avg of every attribute, over [from, to]. */
+  aggregate(from: Timestamp, to: Timestamp): AggregateResult {
+    this.host.checkOpen();
+    const total = aggregateRange(this.view(), this.checkTimestamp(from, 'from'), this.checkTimestamp(to, 'to'));
+    const result: Record<string, AttributeSummary | number> = { count: total.count };
+    this.tree.layout.numeric.forEach((attribute, a) => {
+      const empty = total.count === 0;
+      result[attribute.name] = {
+        sum: total.sum[a]!,
+        min: empty ? undefined : total.min[a]!,
+        max: empty ? undefined : total.max[a]!,
+        avg: empty ? undefined : total.sum[a]! / total.count,
+      };
+    });
+    return result as AggregateResult;
+  }
+
+  private iterate(from: Timestamp, to: Timestamp, filters: AttributeFilter[], limit: number): EventIterator {
+    this.host.checkOpen();
+    return new EventIterator(scanRows(this.view(), from, to, filters), this.codec, limit, this.host);
+  }
+
+  private filters(where: Readonly<Record<string, readonly [number, number]>>): AttributeFilter[] {
+    return Object.entries(where).map(([name, bounds]) => {
+      const attribute = this.tree.layout.numeric.findIndex((a) => a.name === name);
+      if (attribute < 0) throw new MisuseError('INVALID_ARGUMENT', `stream '${this.name}' has no attribute '${name}'`);
+      const [low, high] = Array.isArray(bounds) ? bounds : [];
+      if (typeof low !== 'number' || typeof high !== 'number' || Number.isNaN(low) || Number.isNaN(high)) {
+        throw new MisuseError('INVALID_ARGUMENT', `where.${name} must be [low, high] numbers`);
+      }
+      return { attribute, low, high };
+    });
+  }
+
+  private checkTimestamp(ts: Timestamp, what: string): Timestamp {
+    return this.codec.checkQueryTimestamp(ts, what);
+  }
+}
+
+export class Stream extends StreamReader {
+  constructor(
+    name: string,
+    readonly id: number,
+    schema: Schema,
+    tree: Tree,
+    codec: EventCodec,
+    private readonly store: StreamHost,
+  ) {
+    super(name, schema, tree, codec, store, () => liveView(tree));
+  }
+
+  /** A reader over the stream as it is now, unchanged by later appends and merges until released. */
+  fix(check: OpenCheck): { readonly reader: StreamReader; release(): void } {
+    const fixed = fixedView(this.tree);
+    return { reader: new StreamReader(this.name, this.schema, this.tree, this.codec, check, () => fixed.view), release: fixed.release };
+  }
 
   /**
    * Appends one event, in order or late. Durable in PMem at the next flush point (see README); a
@@ -193,49 +288,10 @@ export class Stream {
     this.tree.flush();
   }
 
-  /** All events with exactly this timestamp, in arrival order. */
-  get(ts: Timestamp): Event[] {
-    const at = this.checkTimestamp(ts, 'ts');
-    return [...this.iterate(at, at, [], Infinity)];
-  }
 
-  /** The latest event with a timestamp <= ts (time travel), or undefined. */
-  asOf(ts: Timestamp): Event | undefined {
-    this.host.checkOpen();
-    const row = findAsOf(this.tree, this.checkTimestamp(ts, 'ts'));
-    return row === undefined ? undefined : this.codec.decode(row.view, row.offset);
-  }
 
-  /** Events with from <= ts <= to in timestamp order; `where` skips subtrees by their aggregates. */
-  range(from: Timestamp, to: Timestamp, options: RangeOptions = {}): EventIterator {
-    const limit = options.limit ?? Infinity;
-    if (limit !== Infinity && (!Number.isSafeInteger(limit) || limit < 0)) throw new BoundsError(`limit must be a non-negative integer, got ${limit}`);
-    return this.iterate(this.checkTimestamp(from, 'from'), this.checkTimestamp(to, 'to'), this.filters(options.where ?? {}), limit);
-  }
 
-  /** Replays events in timestamp order; iterate with for..of or for await..of. */
-  replay(options: { from?: Timestamp; to?: Timestamp } = {}): EventIterator {
-    const from = options.from === undefined ? this.codec.minTimestamp : this.checkTimestamp(options.from, 'from');
-    const to = options.to === undefined ? this.codec.maxTimestamp : this.checkTimestamp(options.to, 'to');
-    return this.iterate(from, to, [], Infinity);
-  }
 
-  /** count, and sum / min / max / avg of every attribute, over [from, to]. */
-  aggregate(from: Timestamp, to: Timestamp): AggregateResult {
-    this.host.checkOpen();
-    const total = aggregateRange(this.tree, this.checkTimestamp(from, 'from'), this.checkTimestamp(to, 'to'));
-    const result: Record<string, AttributeSummary | number> = { count: total.count };
-    this.tree.layout.numeric.forEach((attribute, a) => {
-      const empty = total.count === 0;
-      result[attribute.name] = {
-        sum: total.sum[a]!,
-        min: empty ? undefined : total.min[a]!,
-        max: empty ? undefined : total.max[a]!,
-        avg: empty ? undefined : total.sum[a]! / total.count,
-      };
-    });
-    return result as AggregateResult;
-  }
 
   /** Every invariant of the stream's tree; `full` also reads and checks every leaf. Empty when sound. */
   verify(options: { full?: boolean } = {}): Violation[] {
@@ -250,10 +306,10 @@ export class Stream {
       leaves: this.tree.leafCount,
       height: this.tree.height,
       unflushedEvents: this.tree.unflushed,
-      bytesOnSsd: this.host.bytesOnSsd(this.id),
-      bytesOnPmem: this.host.bytesOnPmem(this.id),
-      durability: this.host.durability,
-      cache: this.host.cacheStats(this.id),
+      bytesOnSsd: this.store.bytesOnSsd(this.id),
+      bytesOnPmem: this.store.bytesOnPmem(this.id),
+      durability: this.store.durability,
+      cache: this.store.cacheStats(this.id),
       outOfOrder: {
         queuedEvents: this.tree.late.size,
         queueCapacity: this.tree.late.queue.capacity,
@@ -262,28 +318,11 @@ export class Stream {
         mergedEvents: this.tree.mergeStats.mergedEvents,
         mergeMilliseconds: this.tree.mergeStats.milliseconds,
         supersededLeaves: this.tree.supersededLeaves,
+        pinnedReaders: this.tree.late.pinned.readers,
       },
     };
   }
 
-  private iterate(from: Timestamp, to: Timestamp, filters: AttributeFilter[], limit: number): EventIterator {
-    this.host.checkOpen();
-    return new EventIterator(scanRows(this.tree, from, to, filters), this.codec, limit, this.host);
-  }
 
-  private filters(where: Readonly<Record<string, readonly [number, number]>>): AttributeFilter[] {
-    return Object.entries(where).map(([name, bounds]) => {
-      const attribute = this.tree.layout.numeric.findIndex((a) => a.name === name);
-      if (attribute < 0) throw new MisuseError('INVALID_ARGUMENT', `stream '${this.name}' has no attribute '${name}'`);
-      const [low, high] = Array.isArray(bounds) ? bounds : [];
-      if (typeof low !== 'number' || typeof high !== 'number' || Number.isNaN(low) || Number.isNaN(high)) {
-        throw new MisuseError('INVALID_ARGUMENT', `where.${name} must be [low, high] numbers`);
-      }
-      return { attribute, low, high };
-    });
-  }
 
-  private checkTimestamp(ts: Timestamp, what: string): Timestamp {
-    return this.codec.checkQueryTimestamp(ts, what);
-  }
 }

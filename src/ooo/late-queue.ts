@@ -2,9 +2,9 @@
 // application-time index (time-index.ts), seen through the merge cursor - queue events a merge
 // has already put into the tree are not indexed, so every event is counted once.
 //
-// Readers (range and replay iterators) take a snapshot of the slots they will read. When the
-// queue is emptied after a merge, the rows of every live snapshot are copied to DRAM first: a
-// reader never sees a slot reused, and a merge never waits for a reader.
+// Readers (range and replay iterators, snapshots) fix the slots they will read when they start
+// (LateRows). When the queue is emptied after a merge, the rows of every live reader are copied
+// to DRAM first: a reader never sees a slot reused, and a merge never waits for a reader.
 
 import type { Aggregate } from '../tree/aggregate-array.js';
 import type { MergeCursor } from '../tree/flank.js';
@@ -23,9 +23,19 @@ export function completeCursor(generation: number): MergeCursor {
   return { generation, ts: 2n ** 63n - 1n, slot: 0xffffffff };
 }
 
-export class LateQueue {
+/** What queries need of the late events: the live queue, or the ones a snapshot fixed. */
+export interface LateEvents {
+  /** Folds the late events with from <= ts <= to into `total`. */
+  aggregateInto(total: Aggregate, from: Timestamp, to: Timestamp): void;
+  /** The latest late event (by ts, then arrival) with ts <= `ts`. */
+  lastAtOrBefore(ts: Timestamp): QueueRow | undefined;
+  /** The late events with from <= ts <= to in index order, fixed now. */
+  cursor(from: Timestamp, to: Timestamp): LateCursor;
+}
+
+export class LateQueue implements LateEvents {
   readonly index: TimeIndex;
-  private readers = new Set<WeakRef<QueueSnapshot>>();
+  private readers = new Set<WeakRef<LateRows>>();
 
   constructor(
     readonly queue: OooQueue,
@@ -39,6 +49,11 @@ export class LateQueue {
   /** Late events not yet in the tree. */
   get size(): number {
     return this.index.size;
+  }
+
+  /** Rows copied to DRAM for readers that outlived a merge, and readers holding queue slots. */
+  get pinned(): { readers: number } {
+    return { readers: [...this.readers].filter((ref) => ref.deref() !== undefined).length };
   }
 
   /** Whether the queue holds slots of a merge that was not finished (a crash interrupted it). */
@@ -63,23 +78,24 @@ export class LateQueue {
     return { view: this.queue.view, offset: this.queue.rowOffset(slot) };
   }
 
-  /** Folds the late events with from <= ts <= to into `total`. */
   aggregateInto(total: Aggregate, from: Timestamp, to: Timestamp): void {
     const view = this.queue.view;
     this.index.forEachBetween(from, to, (slot) => total.addRows(this.layout, view, this.queue.rowOffset(slot), 0, 1));
   }
 
-  /** The latest late event (by ts, then arrival) with ts <= `ts`. */
   lastAtOrBefore(ts: Timestamp): QueueRow | undefined {
     const slot = this.index.lastAtOrBefore(ts);
     return slot < 0 ? undefined : this.row(slot);
   }
 
-  /** A reader over the late events with from <= ts <= to as they are now. */
-  snapshot(from: Timestamp, to: Timestamp): QueueSnapshot {
-    const snapshot = new QueueSnapshot(this, this.index.between(from, to), this.layout.rowBytes);
-    if (snapshot.length > 0) this.readers.add(new WeakRef(snapshot));
-    return snapshot;
+  cursor(from: Timestamp, to: Timestamp): LateCursor {
+    const rows = this.fix(this.index.between(from, to));
+    return new LateCursor(rows, 0, rows.length, () => rows.release());
+  }
+
+  /** Every late event as it is now, for a snapshot. */
+  fixAll(): LateRows {
+    return this.fix(this.index.all());
   }
 
   /** Forgets the first `n` events in index order: a merge step put them into the tree. */
@@ -87,7 +103,7 @@ export class LateQueue {
     this.index.dropFirst(n);
   }
 
-  /** Empties the queue once everything in it is in the tree; live snapshots keep their rows. */
+  /** Empties the queue once everything in it is in the tree; live readers keep their rows. */
   reset(): void {
     for (const ref of this.readers) ref.deref()?.detach();
     this.readers.clear();
@@ -95,8 +111,14 @@ export class LateQueue {
     this.queue.reset();
   }
 
-  forget(snapshot: QueueSnapshot): void {
-    for (const ref of this.readers) if (ref.deref() === snapshot || ref.deref() === undefined) this.readers.delete(ref);
+  forget(rows: LateRows): void {
+    for (const ref of this.readers) if (ref.deref() === rows || ref.deref() === undefined) this.readers.delete(ref);
+  }
+
+  private fix(slots: Int32Array): LateRows {
+    const rows = new LateRows(this, slots, this.layout);
+    if (rows.length > 0) this.readers.add(new WeakRef(rows));
+    return rows;
   }
 
   private rebuildIndex(cursor: MergeCursor): void {
@@ -113,56 +135,105 @@ function belowCursor(ts: bigint, slot: number, cursor: MergeCursor): boolean {
   return ts < cursor.ts || (ts === cursor.ts && slot < cursor.slot);
 }
 
-/** The late events of one range, fixed when a reader starts. */
-export class QueueSnapshot {
-  private position = 0;
-  /** After detach(): the rows from `copyBase` on, in DRAM. */
+/**
+ * Late events fixed at one instant, in index order: read from the queue, or from a DRAM copy
+ * once the queue has been emptied under them.
+ */
+export class LateRows implements LateEvents {
   private copy: DataView | undefined;
-  private copyBase = 0;
 
   constructor(
     private readonly owner: LateQueue,
     private readonly slots: Int32Array,
-    private readonly rowBytes: number,
+    private readonly layout: RowLayout,
   ) {}
 
   get length(): number {
     return this.slots.length;
   }
 
+  row(i: number): QueueRow {
+    if (this.copy !== undefined) return { view: this.copy, offset: i * this.layout.rowBytes };
+    return this.owner.row(this.slots[i]!);
+  }
+
+  timestamp(i: number): Timestamp {
+    const row = this.row(i);
+    return this.layout.readTimestamp(row.view, row.offset);
+  }
+
+  aggregateInto(total: Aggregate, from: Timestamp, to: Timestamp): void {
+    for (let i = this.countBelow(from, false), end = this.countBelow(to, true); i < end; i++) {
+      const row = this.row(i);
+      total.addRows(this.layout, row.view, row.offset, 0, 1);
+    }
+  }
+
+  lastAtOrBefore(ts: Timestamp): QueueRow | undefined {
+    const below = this.countBelow(ts, true);
+    return below === 0 ? undefined : this.row(below - 1);
+  }
+
+  cursor(from: Timestamp, to: Timestamp): LateCursor {
+    return new LateCursor(this, this.countBelow(from, false), this.countBelow(to, true), () => {});
+  }
+
+  /** Copies every row out of the queue, which is about to be emptied. */
+  detach(): void {
+    if (this.copy !== undefined) return;
+    const rowBytes = this.layout.rowBytes;
+    const bytes = new Uint8Array(this.slots.length * rowBytes);
+    for (let i = 0; i < this.slots.length; i++) {
+      const row = this.owner.row(this.slots[i]!);
+      bytes.set(new Uint8Array(row.view.buffer, row.view.byteOffset + row.offset, rowBytes), i * rowBytes);
+    }
+    this.copy = new DataView(bytes.buffer);
+  }
+
+  /** The reader is done: the queue need not copy these rows any more. */
+  release(): void {
+    this.owner.forget(this);
+  }
+
+  /** How many rows have a timestamp below `ts` (or at most `ts` when `inclusive`). */
+  private countBelow(ts: Timestamp, inclusive: boolean): number {
+    let low = 0;
+    let high = this.slots.length;
+    while (low < high) {
+      const mid = (low + high) >>> 1;
+      const rowTs = this.timestamp(mid);
+      if (rowTs < ts || (inclusive && rowTs === ts)) low = mid + 1;
+      else high = mid;
+    }
+    return low;
+  }
+}
+
+/** Reads rows [position, end) of a LateRows, one at a time. */
+export class LateCursor {
+  constructor(
+    private readonly rows: LateRows,
+    private position: number,
+    private readonly end: number,
+    private readonly onClose: () => void,
+  ) {}
+
+  get isEmpty(): boolean {
+    return this.position >= this.end;
+  }
+
   /** The next row's timestamp, or undefined at the end. */
-  peekTimestamp(layout: RowLayout): Timestamp | undefined {
-    if (this.position >= this.slots.length) return undefined;
-    const row = this.rowAt(this.position);
-    return layout.readTimestamp(row.view, row.offset);
+  peekTimestamp(): Timestamp | undefined {
+    return this.position < this.end ? this.rows.timestamp(this.position) : undefined;
   }
 
   /** The next row; advances. REQUIRES: not at the end. */
   take(): QueueRow {
-    return this.rowAt(this.position++);
+    return this.rows.row(this.position++);
   }
 
   close(): void {
-    this.position = this.slots.length;
-    this.copy = undefined;
-    this.owner.forget(this);
-  }
-
-  /** Copies the rows not yet read out of the queue, which is about to be emptied. */
-  detach(): void {
-    if (this.copy !== undefined || this.position >= this.slots.length) return;
-    const rest = this.slots.length - this.position;
-    const bytes = new Uint8Array(rest * this.rowBytes);
-    for (let i = 0; i < rest; i++) {
-      const row = this.owner.row(this.slots[this.position + i]!);
-      bytes.set(new Uint8Array(row.view.buffer, row.view.byteOffset + row.offset, this.rowBytes), i * this.rowBytes);
-    }
-    this.copy = new DataView(bytes.buffer);
-    this.copyBase = this.position;
-  }
-
-  private rowAt(position: number): QueueRow {
-    if (this.copy !== undefined) return { view: this.copy, offset: (position - this.copyBase) * this.rowBytes };
-    return this.owner.row(this.slots[position]!);
+    this.position = this.end;
+    this.onClose();
   }
 }

@@ -6,17 +6,18 @@
 import { Aggregate } from '../tree/aggregate-array.js';
 import type { Timestamp } from '../tree/row-layout.js';
 import type { Tree } from '../tree/tree.js';
-import { rowSpan } from './leaf-search.js';
+import { type LeafRows, rowSpan } from './leaf-search.js';
+import type { ReadView } from './view.js';
 
-export function aggregateRange(tree: Tree, from: Timestamp, to: Timestamp): Aggregate {
+export function aggregateRange({ tree, sources, late }: ReadView, from: Timestamp, to: Timestamp): Aggregate {
   const total = new Aggregate(tree.layout.numeric.length);
   if (from > to) return total;
   const walker = new AggregateWalker(tree, from, to, total);
-  for (const source of tree.sources()) {
-    if (source.kind === 'open-leaf') walker.addLeafRows(source.leafId);
+  for (const source of sources) {
+    if (source.kind === 'rows') walker.addRows(source.rows);
     else walker.addIndexNode(source.nodeId, source.level, source.count);
   }
-  tree.late.aggregateInto(total, from, to);
+  late.aggregateInto(total, from, to);
   return total;
 }
 
@@ -42,13 +43,12 @@ class AggregateWalker {
       const max = children.maxTs(child);
       if (max < this.from || min > this.to) continue;
       if (min >= this.from && max <= this.to) this.total.add(children.read(child, this.scratch));
-      else if (level === 1) this.addLeafRows(child);
+      else if (level === 1) this.addRows(this.tree.leafRows(child));
       else this.addIndexNode(child, level - 1, nodes.closedCount(child));
     }
   }
 
-  addLeafRows(leafId: number): void {
-    const rows = this.tree.leafRows(leafId);
+  addRows(rows: LeafRows): void {
     const [first, end] = rowSpan(this.tree.layout, rows, this.from, this.to);
     this.total.addRows(this.tree.layout, rows.view, rows.offset, first, end);
   }

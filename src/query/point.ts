@@ -2,7 +2,8 @@
 
 import type { Timestamp } from '../tree/row-layout.js';
 import type { Tree } from '../tree/tree.js';
-import { countRowsBelow } from './leaf-search.js';
+import { type LeafRows, countRowsBelow } from './leaf-search.js';
+import type { ReadView } from './view.js';
 import type { RowRef } from './scan.js';
 
 /**
@@ -11,20 +12,20 @@ import type { RowRef } from './scan.js';
  * newest first; in each, descends into the last child whose smallest timestamp is <= ts, which
  * therefore holds the answer.
  */
-export function findAsOf(tree: Tree, ts: Timestamp): RowRef | undefined {
-  const inTree = findAsOfInTree(tree, ts);
-  const late = tree.late.lastAtOrBefore(ts);
+export function findAsOf(view: ReadView, ts: Timestamp): RowRef | undefined {
+  const { tree } = view;
+  const inTree = findAsOfInTree(view, ts);
+  const late = view.late.lastAtOrBefore(ts);
   if (late === undefined) return inTree;
   if (inTree === undefined) return late;
   // On equal timestamps the queued event arrived later, so it is the latest.
   return tree.layout.readTimestamp(late.view, late.offset) >= tree.layout.readTimestamp(inTree.view, inTree.offset) ? late : inTree;
 }
 
-function findAsOfInTree(tree: Tree, ts: Timestamp): RowRef | undefined {
-  const sources = tree.sources();
+function findAsOfInTree({ tree, sources }: ReadView, ts: Timestamp): RowRef | undefined {
   for (let s = sources.length - 1; s >= 0; s--) {
     const source = sources[s]!;
-    const found = source.kind === 'open-leaf' ? lastRowAtOrBefore(tree, source.leafId, ts) : descend(tree, source.nodeId, source.level, source.count, ts);
+    const found = source.kind === 'rows' ? lastRowAtOrBefore(tree, source.rows, ts) : descend(tree, source.nodeId, source.level, source.count, ts);
     if (found !== undefined) return found;
   }
   return undefined;
@@ -35,11 +36,10 @@ function descend(tree: Tree, nodeId: number, level: number, count: number, ts: T
   const index = nodes.countKeysBelow(nodeId, count, ts, true) - 1;
   if (index < 0) return undefined;
   const child = nodes.child(nodeId, index);
-  return level === 1 ? lastRowAtOrBefore(tree, child, ts) : descend(tree, child, level - 1, nodes.closedCount(child), ts);
+  return level === 1 ? lastRowAtOrBefore(tree, tree.leafRows(child), ts) : descend(tree, child, level - 1, nodes.closedCount(child), ts);
 }
 
-function lastRowAtOrBefore(tree: Tree, leafId: number, ts: Timestamp): RowRef | undefined {
-  const rows = tree.leafRows(leafId);
+function lastRowAtOrBefore(tree: Tree, rows: LeafRows, ts: Timestamp): RowRef | undefined {
   const below = countRowsBelow(tree.layout, rows, ts, true);
   return below === 0 ? undefined : { view: rows.view, offset: rows.offset + (below - 1) * tree.layout.rowBytes };
 }

@@ -12,10 +12,11 @@
 // them (their ring page may be reused while the scan is paused). Merges copy-on-write, so the
 // nodes it captured stay as they were.
 
-import type { QueueSnapshot } from '../ooo/late-queue.js';
+import type { LateCursor } from '../ooo/late-queue.js';
 import type { RowLayout, Timestamp } from '../tree/row-layout.js';
-import type { FlankSource, Tree } from '../tree/tree.js';
+import type { Tree } from '../tree/tree.js';
 import { type LeafRows, rowSpan } from './leaf-search.js';
+import { type ReadView, type ViewSource, copyRows } from './view.js';
 
 /** Keep only rows whose numeric attribute `attribute` (index into layout.numeric) is in [low, high]. */
 export interface AttributeFilter {
@@ -31,23 +32,25 @@ export interface RowRef {
 }
 
 /** The rows with from <= ts <= to that pass `filters`, in timestamp order, as of this call. */
-export function scanRows(tree: Tree, from: Timestamp, to: Timestamp, filters: readonly AttributeFilter[]): Generator<RowRef, void, undefined> {
+export function scanRows({ tree, sources, late }: ReadView, from: Timestamp, to: Timestamp, filters: readonly AttributeFilter[]): Generator<RowRef, void, undefined> {
   if (from > to) return emptyScan();
   const scanner = new Scanner(tree, from, to, filters);
-  const sources = tree.sources().map((source) => (source.kind === 'open-leaf' ? scanner.capturedLeaf(source.leafId, source.count) : source));
-  const late = tree.late.snapshot(from, to);
-  const treeRows = scanner.sources(sources);
-  return late.length === 0 ? treeRows : mergeLate(treeRows, late, tree.layout, (view, offset) => scanner.matches(view, offset));
+  const stable = sources.map((source): ViewSource => (source.kind === 'rows' && !source.stable ? { kind: 'rows', rows: copyRows(source.rows, source.rows.count, tree.layout.rowBytes), stable: true } : source));
+  const lateRows = late.cursor(from, to);
+  const treeRows = scanner.sources(stable);
+  if (!lateRows.isEmpty) return mergeLate(treeRows, lateRows, tree.layout, (view, offset) => scanner.matches(view, offset));
+  lateRows.close();
+  return treeRows;
 }
 
 function* emptyScan(): Generator<RowRef, void, undefined> {}
 
 /** Tree rows and queued late rows merged by timestamp, tree rows first on equal timestamps. */
-function* mergeLate(treeRows: Generator<RowRef, void, undefined>, late: QueueSnapshot, layout: RowLayout, matches: (view: DataView, offset: number) => boolean): Generator<RowRef, void, undefined> {
+function* mergeLate(treeRows: Generator<RowRef, void, undefined>, late: LateCursor, layout: RowLayout, matches: (view: DataView, offset: number) => boolean): Generator<RowRef, void, undefined> {
   const lateRow: RowRef = { view: new DataView(new ArrayBuffer(0)), offset: 0 };
   try {
     for (let next = treeRows.next(); ; ) {
-      const lateTs = late.peekTimestamp(layout);
+      const lateTs = late.peekTimestamp();
       if (lateTs === undefined && next.done === true) return;
       if (lateTs !== undefined && (next.done === true || lateTs < layout.readTimestamp(next.value.view, next.value.offset))) {
         const row = late.take();
@@ -66,12 +69,6 @@ function* mergeLate(treeRows: Generator<RowRef, void, undefined>, late: QueueSna
   }
 }
 
-/** An open leaf's rows copied when the scan starts: late events may be inserted among them later. */
-interface CapturedLeaf {
-  readonly kind: 'captured-leaf';
-  readonly rows: LeafRows;
-}
-
 const NO_ROWS = new DataView(new ArrayBuffer(0));
 
 class Scanner {
@@ -84,15 +81,11 @@ class Scanner {
     private readonly filters: readonly AttributeFilter[],
   ) {}
 
-  *sources(sources: readonly (FlankSource | CapturedLeaf)[]): Generator<RowRef, void, undefined> {
+  *sources(sources: readonly ViewSource[]): Generator<RowRef, void, undefined> {
     for (const source of sources) {
-      if (source.kind === 'captured-leaf') yield* this.rowsOf(source.rows);
-      else if (source.kind === 'index') yield* this.indexNode(source.nodeId, source.level, source.count);
+      if (source.kind === 'rows') yield* this.rowsOf(source.rows);
+      else yield* this.indexNode(source.nodeId, source.level, source.count);
     }
-  }
-
-  capturedLeaf(leafId: number, count: number): CapturedLeaf {
-    return { kind: 'captured-leaf', rows: this.stableRows(leafId, count) };
   }
 
   private *indexNode(nodeId: number, level: number, count: number): Generator<RowRef, void, undefined> {
@@ -103,13 +96,9 @@ class Scanner {
       const child = nodes.child(nodeId, i);
       if (children.maxTs(child) < this.from || children.minTs(child) > this.to) continue;
       if (this.filters.some((f) => disjoint(children.attributeBounds(child, f.attribute), f))) continue;
-      if (level === 1) yield* this.leaf(child, Infinity);
+      if (level === 1) yield* this.rowsOf(this.stableRows(child));
       else yield* this.indexNode(child, level - 1, nodes.closedCount(child));
     }
-  }
-
-  private leaf(leafId: number, atMost: number): Generator<RowRef, void, undefined> {
-    return this.rowsOf(this.stableRows(leafId, atMost));
   }
 
   private *rowsOf(rows: LeafRows): Generator<RowRef, void, undefined> {
@@ -133,13 +122,10 @@ class Scanner {
   }
 
   /** The leaf's first `atMost` rows, copied out of PMem when they live in a reusable ring page. */
-  private stableRows(leafId: number, atMost: number): LeafRows {
+  /** A closed leaf's rows, copied out of PMem when they live in a reusable ring page. */
+  private stableRows(leafId: number): LeafRows {
     const rows = this.tree.leafRows(leafId);
-    const count = Math.min(rows.count, atMost);
-    if (!rows.inRing) return { view: rows.view, offset: rows.offset, count };
-    const start = rows.view.byteOffset + rows.offset;
-    const copy = new Uint8Array(rows.view.buffer.slice(start, start + count * this.tree.layout.rowBytes));
-    return { view: new DataView(copy.buffer), offset: 0, count };
+    return rows.inRing ? copyRows(rows, rows.count, this.tree.layout.rowBytes) : rows;
   }
 }
 

@@ -14,6 +14,7 @@ import { Aggregate, type AggregateArray } from './aggregate-array.js';
 import type { FlankState, OpenIndexNode } from './flank.js';
 import type { Timestamp } from './row-layout.js';
 import { countRowsBelow } from '../query/leaf-search.js';
+import { copyRows } from '../query/view.js';
 
 /** What a merge step needs from its tree. */
 export interface MergeHost {
@@ -158,9 +159,7 @@ export class MergeStep {
   /** The rows of a leaf, copied when they sit in a ring page this step may reuse. */
   private stableRows(leafId: number): LeafRowsView {
     const rows = this.host.leafRows(leafId);
-    if (!rows.inRing) return rows;
-    const start = rows.view.byteOffset + rows.offset;
-    return { view: new DataView(rows.view.buffer.slice(start, start + rows.count * this.rowBytes)), offset: 0, count: rows.count, inRing: false };
+    return rows.inRing ? { ...copyRows(rows, rows.count, this.rowBytes), inRing: false } : rows;
   }
 
   /** Writes the next `count` merged rows as a new leaf in the ring: page, rows, count, aggregates. */
