@@ -22,6 +22,7 @@
 //   252 u32  CRC-32 of [0, 252)
 // Leaf page (nodeSize bytes):
 //   0   u32  event count   (a 4-byte aligned store: a crash leaves it old or new, never torn)
+//   4   u32  CRC-32 of the first `count` rows (updated incrementally at each flush)
 //   8   u32  leaf id the page currently holds
 //   16  u32  lineage: 1 + id of the leaf this one replaces (a merge's copy-on-write), 0 = none
 //   20  u16  lineage: part number, 22 u16 parts (a replaced leaf may split)
@@ -31,7 +32,10 @@
 // reused only after the leaf it holds is durable (the tree enforces it before opening a leaf).
 //
 // Persistence rules:
-//   * append: rows are persisted first, then the count word (batched: every flushEvery events);
+//   * append: rows are persisted first, then the count and CRC words (batched: every flushEvery
+//     events). A crash may leave either word old and the other new, so recovery (verifiedCount)
+//     takes the prefix of rows whose CRC is the stored one - the old count or the new - and
+//     refuses the page only if no prefix matches: then its rows were damaged, not torn;
 //   * opening a page: its header (count 0, leaf id) is persisted before the commit that names it;
 //   * commit: the new record goes to the copy the previous one did not use, checksummed, then
 //     persisted; recovery takes the valid copy with the higher sequence number. A torn record
@@ -62,6 +66,7 @@ const RECORD_CRC_OFFSET = ROOT_RECORD_BYTES - 4;
 
 export const PAGE_HEADER_BYTES = 64;
 const PAGE_COUNT_OFFSET = 0;
+const PAGE_CRC_OFFSET = 4;
 const PAGE_LEAF_OFFSET = 8;
 const PAGE_LINEAGE_OFFSET = 16;
 
@@ -197,6 +202,7 @@ export class Flank {
     const at = this.pageOffset(leafId);
     this.view.setUint32(at + PAGE_LEAF_OFFSET, leafId, true);
     this.view.setUint32(at + PAGE_COUNT_OFFSET, 0, true);
+    this.view.setUint32(at + PAGE_CRC_OFFSET, 0, true);
     this.view.setUint32(at + PAGE_LINEAGE_OFFSET, lineage === undefined ? 0 : lineage.replaces + 1, true);
     this.view.setUint16(at + PAGE_LINEAGE_OFFSET + 4, lineage?.part ?? 0, true);
     this.view.setUint16(at + PAGE_LINEAGE_OFFSET + 6, lineage?.parts ?? 0, true);
@@ -222,16 +228,39 @@ export class Flank {
   }
 
   /**
-   * Makes rows [durableRows, count) of leaf `leafId` durable, then publishes `count`.
-   * The two steps are separate persists: the count must never reach the media before its rows.
+   * Makes rows [durableRows, count) of leaf `leafId` durable, then publishes `count` with the CRC
+   * of rows [0, count). The two steps are separate persists: the count must never reach the
+   * media before its rows. REQUIRES: the page's CRC covers rows [0, durableRows).
    */
   persistRows(leafId: number, durableRows: number, count: number): void {
     const rows = this.rowsOffset(leafId);
     const rowBytes = this.geometry.rowBytes;
     this.region.persist(rows + durableRows * rowBytes, (count - durableRows) * rowBytes);
-    const countAt = this.pageOffset(leafId) + PAGE_COUNT_OFFSET;
-    this.words[countAt >>> 2] = count;
-    this.region.persist(countAt, 4);
+    const header = this.pageOffset(leafId);
+    const crc = crc32(new Uint8Array(this.region.buffer, rows + durableRows * rowBytes, (count - durableRows) * rowBytes), this.words[(header + PAGE_CRC_OFFSET) >>> 2]!);
+    this.words[(header + PAGE_COUNT_OFFSET) >>> 2] = count;
+    this.words[(header + PAGE_CRC_OFFSET) >>> 2] = crc;
+    this.region.persist(header, 8);
+  }
+
+  /**
+   * The number of rows of leaf `leafId`'s page that a crash left intact: its count if the CRC
+   * matches, else the one other prefix a torn header update can leave (count old and CRC new,
+   * or the reverse). Throws CorruptionError when no prefix matches: the rows were damaged.
+   */
+  verifiedCount(leafId: number): number {
+    const header = this.pageOffset(leafId);
+    const count = this.words[(header + PAGE_COUNT_OFFSET) >>> 2]!;
+    const stored = this.words[(header + PAGE_CRC_OFFSET) >>> 2]!;
+    const rowBytes = this.geometry.rowBytes;
+    const rows = new Uint8Array(this.region.buffer, this.rowsOffset(leafId), this.pageCapacity * rowBytes);
+    if (count <= this.pageCapacity && crc32(rows.subarray(0, count * rowBytes)) === stored) return count;
+    let crc = 0;
+    for (let k = 0; k <= this.pageCapacity; k++) {
+      if (k > 0) crc = crc32(rows.subarray((k - 1) * rowBytes, k * rowBytes), crc);
+      if (crc === stored) return k;
+    }
+    throw new CorruptionError(this.region.path, header, `leaf ${leafId}'s page: no prefix of its rows has the stored CRC (count ${count}): its rows are damaged`);
   }
 
   close(): void {

@@ -108,8 +108,7 @@ export class Tree {
     this.nodeFill = Math.max(2, Math.floor(nodes.capacity * (1 - options.spare)));
     this.rows = new DataView(flank.buffer);
     this.state = flank.readState();
-    this.checkOpenPage();
-    this.openCount = this.durableRows = flank.pageCount(this.state.openLeafId);
+    this.openCount = this.durableRows = this.checkOpenPage();
     this.durableLeaves = 0;
     if (options.rebuildFromLeafFile === true) this.adoptLeafFile();
     else this.durableLeaves = this.recoverLeafFile();
@@ -525,15 +524,17 @@ export class Tree {
     if (durable.length > 0) this.parts.translation.persistThrough(this.durableLeaves, false);
   }
 
-  private checkOpenPage(): void {
+  /** Checks the open leaf's page and returns how many of its rows survived. */
+  private checkOpenPage(): number {
     const { flank } = this.parts;
     const leafId = this.state.openLeafId;
     // A page with a lineage was written by a merge step whose commit never happened: the open
     // leaf it was meant to replace is empty (a merge starts by closing it).
     if (flank.pageLineage(leafId) !== undefined && flank.pageLeafId(leafId) === leafId) flank.openPage(leafId);
-    if (flank.pageLeafId(leafId) !== leafId || flank.pageCount(leafId) > flank.pageCapacity) {
-      throw new CorruptionError(flank.region.path, 0, `the open leaf ${leafId}'s ring page holds leaf ${flank.pageLeafId(leafId)} with ${flank.pageCount(leafId)} rows`);
+    if (flank.pageLeafId(leafId) !== leafId) {
+      throw new CorruptionError(flank.region.path, 0, `the open leaf ${leafId}'s ring page holds leaf ${flank.pageLeafId(leafId)}`);
     }
+    return flank.verifiedCount(leafId);
   }
 
   /**
@@ -559,6 +560,9 @@ export class Tree {
     for (let leafId = next; leafId < closed; leafId++) {
       if (flank.pageLeafId(leafId) !== leafId) {
         throw new CorruptionError(leaves.path, 0, `leaf ${leafId} is neither in the leaf file nor in the PMem ring`);
+      }
+      if (flank.verifiedCount(leafId) !== this.parts.leafAggregates.count(leafId)) {
+        throw new CorruptionError(flank.region.path, 0, `leaf ${leafId}'s ring page holds ${flank.verifiedCount(leafId)} intact rows, its aggregates count ${this.parts.leafAggregates.count(leafId)}`);
       }
     }
     translation.persistThrough(next, true);
