@@ -13,6 +13,7 @@ import { MANIFEST_NAME, type Manifest, type StreamEntry, decodeManifest, encodeM
 import { DiskMedia, type Media } from './media.js';
 import type { DurabilityClass, PmemRegion } from './pmem/region.js';
 import { type AttributeType, type Schema, deserializeSchema, parseSchema, serializeSchema } from './schema.js';
+import { type BaseSlots, type IndexBuilder, InlineIndexBuilder, WorkerIndexBuilder, sortBase } from './ooo/index-builder.js';
 import { OooQueue } from './ooo/queue.js';
 import { LeafFile } from './ssd/leaf-file.js';
 import { type LeafWriter, type RingPage, SyncLeafWriter } from './ssd/leaf-writer.js';
@@ -42,6 +43,11 @@ export interface RebuildReport {
   readonly leaves: number;
   readonly events: number;
 }
+
+/** Below this many queued events the index is sorted inline on first use: a thread costs more. */
+const WORKER_INDEX_MIN_SLOTS = 65_536;
+/** On simulated media the first queries after open scan the queue, so tests cover that path. */
+const SIMULATED_SCANNING_QUERIES = 8;
 
 const REGION_SUFFIXES = ['flank', 'nodes', 'leaf-aggregates', 'node-aggregates', 'translation', 'ooo'] as const;
 
@@ -249,6 +255,7 @@ export class Store {
       },
       { flushEvery: this.options.flushEvery, spare: entry.spare, rebuildFromLeafFile: rebuild },
       (firstLeaf, ringPage) => this.startLeafWriter(entry, schema, leaves, firstLeaf, ringPage),
+      (base) => this.startIndexBuilder(entry, base),
     );
     const store = this;
     const stream = new Stream(entry.name, entry.id, schema, tree, new EventCodec(entry.name, schema), {
@@ -280,6 +287,15 @@ export class Store {
       schema: serializeSchema(schema),
       firstLeaf,
     });
+  }
+
+  /** Sorts the out-of-order queue's recovered slots on a worker thread when the media has real files. */
+  private startIndexBuilder(entry: StreamEntry, base: BaseSlots): IndexBuilder {
+    const paths = this.media.pathsForWorker(regionName(entry, 'ooo'), leafFileName(entry));
+    if (paths === undefined) return new InlineIndexBuilder(base, SIMULATED_SCANNING_QUERIES);
+    if (base.end < WORKER_INDEX_MIN_SLOTS) return new InlineIndexBuilder(base, 0);
+    const firstRowOffset = base.offsetOf(0);
+    return new WorkerIndexBuilder({ queuePath: paths.regionPath, end: base.end, cursor: base.cursor, firstRowOffset, slotBytes: base.offsetOf(1) - firstRowOffset }, () => sortBase(base));
   }
 
   private closeFiles(open: OpenStream): void {

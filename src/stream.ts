@@ -51,6 +51,8 @@ export interface StreamStats {
 export interface OutOfOrderStats {
   /** Late events waiting in the PMem queue (queries see them; a merge moves them into the tree). */
   readonly queuedEvents: number;
+  /** True while the queue's DRAM index is rebuilt in the background after open (queries scan meanwhile). */
+  readonly indexing: boolean;
   /** Events the queue holds before it is merged (oooQueueBytes / slot size). */
   readonly queueCapacity: number;
   readonly queueBytes: number;
@@ -312,6 +314,7 @@ export class Stream extends StreamReader {
       cache: this.store.cacheStats(this.id),
       outOfOrder: {
         queuedEvents: this.tree.late.size,
+        indexing: this.tree.late.indexing,
         queueCapacity: this.tree.late.queue.capacity,
         queueBytes: this.tree.late.queue.bytesUsed,
         merges: this.tree.mergeStats.merges,

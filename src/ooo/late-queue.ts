@@ -2,6 +2,9 @@
 // application-time index (time-index.ts), seen through the merge cursor - queue events a merge
 // has already put into the tree are not indexed, so every event is counted once.
 //
+// After open, the slots the queue already held are indexed in the background (index-builder.ts):
+// until they are, queries scan those slots - correct, only slower - and a merge waits for them.
+//
 // Readers (range and replay iterators, snapshots) fix the slots they will read when they start
 // (LateRows). When the queue is emptied after a merge, the rows of every live reader are copied
 // to DRAM first: a reader never sees a slot reused, and a merge never waits for a reader.
@@ -10,6 +13,7 @@ import type { Aggregate } from '../tree/aggregate-array.js';
 import type { MergeCursor } from '../tree/flank.js';
 import type { RowLayout, Timestamp } from '../tree/row-layout.js';
 import type { OooQueue } from './queue.js';
+import { type BaseSlots, type IndexBuilder, belowCursor } from './index-builder.js';
 import { TimeIndex, sortByTime } from './time-index.js';
 
 /** A row found in the queue or a snapshot: valid until the next call that moves the reader. */
@@ -33,22 +37,48 @@ export interface LateEvents {
   cursor(from: Timestamp, to: Timestamp): LateCursor;
 }
 
+/** Starts sorting the slots a queue held at open (slots [0, base.end)). */
+export type StartIndexBuilder = (base: BaseSlots) => IndexBuilder;
+
 export class LateQueue implements LateEvents {
-  readonly index: TimeIndex;
+  private readonly sortedIndex: TimeIndex;
   private readers = new Set<WeakRef<LateRows>>();
+  /** The slots held at open, while their sort is under way; the index holds only later slots. */
+  private base: { readonly end: number; readonly cursor: MergeCursor | undefined; readonly builder: IndexBuilder; count: number | undefined } | undefined;
 
   constructor(
     readonly queue: OooQueue,
     private readonly layout: RowLayout,
     cursor: MergeCursor,
+    startBuilder: StartIndexBuilder,
   ) {
-    this.index = new TimeIndex((slot) => queue.timestamp(slot));
-    this.rebuildIndex(cursor);
+    this.sortedIndex = new TimeIndex((slot) => queue.timestamp(slot));
+    if (queue.length === 0 || isComplete(cursor, queue.generation)) return;
+    const base = { end: queue.length, cursor: cursor.generation === queue.generation ? cursor : undefined, view: queue.view, offsetOf: (slot: number) => queue.rowOffset(slot) };
+    this.base = { end: base.end, cursor: base.cursor, builder: startBuilder(base), count: base.cursor === undefined ? base.end : undefined };
+  }
+
+  /** The index over every late event, once the background sort has delivered (it waits for it). */
+  get index(): TimeIndex {
+    this.adoptBase(true);
+    return this.sortedIndex;
+  }
+
+  /** Whether the slots held at open are still being indexed. */
+  get indexing(): boolean {
+    this.adoptBase(false);
+    return this.base !== undefined;
+  }
+
+  /** Waits until the index covers every late event. */
+  finishIndexing(): void {
+    this.adoptBase(true);
   }
 
   /** Late events not yet in the tree. */
   get size(): number {
-    return this.index.size;
+    this.adoptBase(false);
+    return this.sortedIndex.size + (this.base === undefined ? 0 : this.baseCount(this.base));
   }
 
   /** Rows copied to DRAM for readers that outlived a merge, and readers holding queue slots. */
@@ -58,12 +88,12 @@ export class LateQueue implements LateEvents {
 
   /** Whether the queue holds slots of a merge that was not finished (a crash interrupted it). */
   mergeInterrupted(cursor: MergeCursor): boolean {
-    return cursor.generation === this.queue.generation && this.index.size > 0;
+    return cursor.generation === this.queue.generation && !isComplete(cursor, this.queue.generation) && this.queue.length > 0;
   }
 
   /** Appends an event (not durable until persist()). */
   insert(writeRow: (view: DataView, offset: number) => void): void {
-    this.index.insert(this.queue.insert(writeRow));
+    this.sortedIndex.insert(this.queue.insert(writeRow));
   }
 
   persist(): void {
@@ -79,23 +109,89 @@ export class LateQueue implements LateEvents {
   }
 
   aggregateInto(total: Aggregate, from: Timestamp, to: Timestamp): void {
+    this.adoptBase(false);
     const view = this.queue.view;
-    this.index.forEachBetween(from, to, (slot) => total.addRows(this.layout, view, this.queue.rowOffset(slot), 0, 1));
+    const add = (slot: number) => total.addRows(this.layout, view, this.queue.rowOffset(slot), 0, 1);
+    this.sortedIndex.forEachBetween(from, to, add);
+    this.scanBase(from, to, add);
   }
 
   lastAtOrBefore(ts: Timestamp): QueueRow | undefined {
-    const slot = this.index.lastAtOrBefore(ts);
+    this.adoptBase(false);
+    let slot = this.sortedIndex.lastAtOrBefore(ts);
+    // Base slots arrived before every indexed one: one wins only with a later timestamp.
+    let bestBase = -1;
+    let bestTs: Timestamp = 0;
+    this.scanBase(this.minTimestamp(), ts, (candidate) => {
+      const candidateTs = this.queue.timestamp(candidate);
+      if (bestBase < 0 || candidateTs >= bestTs) [bestBase, bestTs] = [candidate, candidateTs];
+    });
+    if (bestBase >= 0 && (slot < 0 || bestTs > this.queue.timestamp(slot))) slot = bestBase;
     return slot < 0 ? undefined : this.row(slot);
   }
 
   cursor(from: Timestamp, to: Timestamp): LateCursor {
-    const rows = this.fix(this.index.between(from, to));
+    const rows = this.fix(this.slotsBetween(from, to));
     return new LateCursor(rows, 0, rows.length, () => rows.release());
   }
 
   /** Every late event as it is now, for a snapshot. */
   fixAll(): LateRows {
-    return this.fix(this.index.all());
+    this.adoptBase(false);
+    return this.fix(this.base === undefined ? this.sortedIndex.all() : this.slotsBetween(this.minTimestamp(), this.maxTimestamp()));
+  }
+
+  /** The slots with from <= ts <= to in index order: the index's, merged with the base's while it is unsorted. */
+  private slotsBetween(from: Timestamp, to: Timestamp): Int32Array {
+    this.adoptBase(false);
+    const indexed = this.sortedIndex.between(from, to);
+    if (this.base === undefined) return indexed;
+    const found: number[] = [];
+    this.scanBase(from, to, (slot) => found.push(slot));
+    if (found.length === 0) return indexed;
+    const fromBase = sortByTime(Int32Array.from(found), this.queue.view, (slot) => this.queue.rowOffset(slot));
+    return mergeByTime(fromBase, indexed, (slot) => this.queue.timestamp(slot));
+  }
+
+  /** Calls `visit` for each unsorted base slot with from <= ts <= to (none once the base is indexed). */
+  private scanBase(from: Timestamp, to: Timestamp, visit: (slot: number) => void): void {
+    const base = this.base;
+    if (base === undefined) return;
+    const view = this.queue.view;
+    for (let slot = 0; slot < base.end; slot++) {
+      const ts = this.queue.timestamp(slot);
+      if (ts < from || ts > to) continue;
+      if (base.cursor !== undefined && belowCursor(view.getBigInt64(this.queue.rowOffset(slot), true), slot, base.cursor)) continue;
+      visit(slot);
+    }
+  }
+
+  private baseCount(base: NonNullable<LateQueue['base']>): number {
+    if (base.count === undefined) {
+      let count = 0;
+      this.scanBase(this.minTimestamp(), this.maxTimestamp(), () => count++);
+      base.count = count;
+    }
+    return base.count;
+  }
+
+  /** Puts the base's sorted slots in front of the index's once they are ready (or waits for them). */
+  private adoptBase(wait: boolean): void {
+    const base = this.base;
+    if (base === undefined) return;
+    const sorted = wait ? base.builder.finish() : base.builder.poll();
+    if (sorted === undefined) return;
+    this.sortedIndex.build(mergeByTime(sorted, this.sortedIndex.all(), (slot) => this.queue.timestamp(slot)));
+    base.builder.close();
+    this.base = undefined;
+  }
+
+  private minTimestamp(): Timestamp {
+    return this.layout.timestampColumn === undefined ? -(2n ** 63n) : -Infinity;
+  }
+
+  private maxTimestamp(): Timestamp {
+    return this.layout.timestampColumn === undefined ? 2n ** 63n - 1n : Infinity;
   }
 
   /** Forgets the first `n` events in index order: a merge step put them into the tree. */
@@ -107,8 +203,14 @@ export class LateQueue implements LateEvents {
   reset(): void {
     for (const ref of this.readers) ref.deref()?.detach();
     this.readers.clear();
-    this.index.clear();
+    this.base?.builder.close();
+    this.base = undefined;
+    this.sortedIndex.clear();
     this.queue.reset();
+  }
+
+  close(): void {
+    this.base?.builder.close();
   }
 
   forget(rows: LateRows): void {
@@ -120,19 +222,22 @@ export class LateQueue implements LateEvents {
     if (rows.length > 0) this.readers.add(new WeakRef(rows));
     return rows;
   }
-
-  private rebuildIndex(cursor: MergeCursor): void {
-    const merging = cursor.generation === this.queue.generation;
-    const live: number[] = [];
-    for (let slot = 0; slot < this.queue.length; slot++) {
-      if (!merging || !belowCursor(BigInt(this.queue.timestamp(slot)), slot, cursor)) live.push(slot);
-    }
-    this.index.build(sortByTime(Int32Array.from(live), this.queue.view, (slot) => this.queue.rowOffset(slot)));
-  }
 }
 
-function belowCursor(ts: bigint, slot: number, cursor: MergeCursor): boolean {
-  return ts < cursor.ts || (ts === cursor.ts && slot < cursor.slot);
+function isComplete(cursor: MergeCursor, generation: number): boolean {
+  return cursor.generation === generation && cursor.slot === 0xffffffff && cursor.ts === 2n ** 63n - 1n;
+}
+
+/** Two slot lists sorted by (timestamp, slot) merged into one. */
+function mergeByTime(a: Int32Array, b: Int32Array, timestampOf: (slot: number) => Timestamp): Int32Array {
+  const out = new Int32Array(a.length + b.length);
+  let i = 0;
+  let j = 0;
+  for (let k = 0; k < out.length; k++) {
+    const takeA = j >= b.length || (i < a.length && (timestampOf(a[i]!) < timestampOf(b[j]!) || (timestampOf(a[i]!) === timestampOf(b[j]!) && a[i]! < b[j]!)));
+    out[k] = takeA ? a[i++]! : b[j++]!;
+  }
+  return out;
 }
 
 /**

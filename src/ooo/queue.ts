@@ -6,14 +6,19 @@
 //   [0, 256)            file header
 //   256  u32  generation     } one aligned 8-byte word, stored and persisted at once
 //   260  u32  trusted count  }
+//   264  i64  newest timestamp among slots [0, covered) of generation `covered generation`
+//   272  u32  covered generation, 276 u32 covered (how many slots the newest timestamp covers)
 //   512 + i * slotBytes      slot i:
 //     0  u32  check word: CRC-32 of the row, seeded with (generation, i)
 //     4  row (rowBytes, the stream's row layout), then zero padding to a multiple of 8
 //
 // Persistence rules:
 //   * insert: row and check word written, then the slot persisted - before the append returns;
-//   * every TRUST_EVERY inserts the state word advances its trusted count (slots below it were
-//     all persisted and verify); open() checks only the slots after it, up to the first failure;
+//   * every TRUST_EVERY inserts: the newest timestamp so far is persisted, then its coverage
+//     word, then the state word's trusted count (slots below it were all persisted and verify).
+//     open() checks only the slots after the trusted count, up to the first failure, and finds
+//     the queue's newest timestamp from the coverage word and the slots after it - bounded work
+//     (a torn pair over-covers at worst: the newest timestamp of more valid slots than it says);
 //   * emptying the queue (after a merge) stores generation + 1 and trusted count 0 in one word:
 //     every older slot then fails its check word, whatever bytes it still holds.
 // A slot past the end therefore never verifies (old generation, zero, or torn), and the valid
@@ -29,8 +34,11 @@ import type { RowLayout, Timestamp } from '../tree/row-layout.js';
 const CHECK_BYTES = 4;
 const GENERATION_OFFSET = STATE_BLOCK_OFFSET;
 const TRUSTED_OFFSET = STATE_BLOCK_OFFSET + 4;
+const NEWEST_OFFSET = STATE_BLOCK_OFFSET + 8;
+const COVERED_GENERATION_OFFSET = STATE_BLOCK_OFFSET + 16;
+const COVERED_OFFSET = STATE_BLOCK_OFFSET + 20;
 /** Inserts between two advances of the trusted count: bounds open()'s verification work. */
-export const TRUST_EVERY = 4096;
+export const TRUST_EVERY = 1024;
 const INITIAL_SLOTS = 1024;
 
 /** Bytes of one queue slot for rows of `rowBytes`. */
@@ -45,6 +53,8 @@ export class OooQueue {
   /** Slots [persisted, used) are written but not yet persisted. */
   private persisted: number;
   private trusted: number;
+  /** The newest timestamp in the queue's valid slots (undefined when empty). */
+  private newest: Timestamp | undefined;
 
   private constructor(
     private readonly array: FlatArray,
@@ -76,6 +86,11 @@ export class OooQueue {
 
   get generation(): number {
     return this.generationNumber;
+  }
+
+  /** The newest timestamp among the queue's slots, merged or not; known at open without a scan. */
+  get newestTimestamp(): Timestamp | undefined {
+    return this.newest;
   }
 
   /** Slots in use (valid events of this generation, merged or not). */
@@ -121,6 +136,8 @@ export class OooQueue {
     writeRow(this.array.view, at + CHECK_BYTES);
     this.array.view.setUint32(at, this.checkWord(slot), true);
     this.used++;
+    const ts = this.timestamp(slot);
+    if (this.newest === undefined || ts > this.newest) this.newest = ts;
     return slot;
   }
 
@@ -129,7 +146,18 @@ export class OooQueue {
     if (this.persisted === this.used) return;
     this.array.persistSlots(this.persisted, this.used - this.persisted);
     this.persisted = this.used;
-    if (this.persisted - this.trusted >= TRUST_EVERY) this.storeState(this.generationNumber, this.persisted);
+    if (this.persisted - this.trusted >= TRUST_EVERY) this.advanceTrust();
+  }
+
+  /** Persists the newest timestamp and what it covers, then the trusted count (see the rules above). */
+  private advanceTrust(): void {
+    const view = this.array.view;
+    this.layout.writeTimestamp(view, NEWEST_OFFSET, this.newest ?? 0);
+    this.array.region.persist(NEWEST_OFFSET, 8);
+    view.setUint32(COVERED_GENERATION_OFFSET, this.generationNumber, true);
+    view.setUint32(COVERED_OFFSET, this.persisted, true);
+    this.array.region.persist(COVERED_GENERATION_OFFSET, 8);
+    this.storeState(this.generationNumber, this.persisted);
   }
 
   /** Empties the queue: every slot becomes invalid at once (its generation is over). */
@@ -137,6 +165,7 @@ export class OooQueue {
     invariant(this.persisted === this.used, 'emptying the out-of-order queue with unpersisted inserts');
     this.storeState(this.generationNumber + 1, 0);
     this.used = this.persisted = 0;
+    this.newest = undefined;
   }
 
   close(): void {
@@ -151,6 +180,13 @@ export class OooQueue {
     let slot = this.trusted;
     while (slot < fileSlots && this.verifies(slot)) slot++;
     this.used = this.persisted = slot;
+    const view = this.array.view;
+    const covered = view.getUint32(COVERED_GENERATION_OFFSET, true) === this.generationNumber ? Math.min(view.getUint32(COVERED_OFFSET, true), this.used) : 0;
+    this.newest = covered > 0 ? this.layout.readTimestamp(view, NEWEST_OFFSET) : undefined;
+    for (let s = covered; s < this.used; s++) {
+      const ts = this.timestamp(s);
+      if (this.newest === undefined || ts > this.newest) this.newest = ts;
+    }
   }
 
   /** Whether slot `slot`'s check word matches its row (verify() asks it of every trusted slot). */

@@ -20,7 +20,7 @@
 //      the leaf's translation slot is set (persisted in batches of 32).
 
 import { CorruptionError, IoError, MisuseError, invariant } from '../errors.js';
-import { LateQueue, completeCursor } from '../ooo/late-queue.js';
+import { LateQueue, type StartIndexBuilder, completeCursor } from '../ooo/late-queue.js';
 import type { OooQueue } from '../ooo/queue.js';
 import type { LeafSink, RecoveredLeaf } from '../ssd/leaf-file.js';
 import type { LeafWriter, RingPage } from '../ssd/leaf-writer.js';
@@ -95,6 +95,8 @@ export class Tree {
   private closedNewest: Timestamp | undefined;
   /** The newest timestamp in the queue, if it may exceed the tree's (only after a crash lost flank rows). */
   private lateNewest: Timestamp | undefined;
+  /** A merge a crash interrupted, finished before the next late event is queued (or on demand). */
+  private mergePending = false;
   readonly mergeStats: MergeStats = { merges: 0, steps: 0, mergedEvents: 0, rewrittenLeaves: 0, milliseconds: 0 };
 
   /** Opens the tree, recovering what a crash left; then starts its leaf writer at the first leaf to write. */
@@ -102,6 +104,7 @@ export class Tree {
     readonly parts: TreeParts,
     readonly options: TreeOptions,
     startWriter: (firstLeaf: number, ringPage: RingPage) => LeafWriter,
+    startIndexBuilder: StartIndexBuilder,
   ) {
     const { flank, nodes } = parts;
     this.leafFill = Math.max(1, Math.floor(flank.pageCapacity * (1 - options.spare)));
@@ -112,7 +115,7 @@ export class Tree {
     this.durableLeaves = 0;
     if (options.rebuildFromLeafFile === true) this.adoptLeafFile();
     else this.durableLeaves = this.recoverLeafFile();
-    this.late = new LateQueue(parts.queue, parts.layout, this.state.mergeCursor);
+    this.late = new LateQueue(parts.queue, parts.layout, this.state.mergeCursor, startIndexBuilder);
     this.writer = startWriter(this.durableLeaves, (leafId, count) => ({
       rows: new Uint8Array(flank.buffer, flank.rowsOffset(leafId), count * this.layout.rowBytes),
       lineage: flank.pageLineage(leafId),
@@ -179,7 +182,7 @@ export class Tree {
       this.insertIntoTail(position, writeRow);
       return;
     }
-    if (this.late.queue.isFull) this.mergeLateEvents();
+    if (this.mergePending || this.late.queue.isFull) this.mergeLateEvents();
     this.late.insert(writeRow);
     if (this.lateNewest !== undefined) this.lateNewest = maxTimestamp(this.lateNewest, ts);
   }
@@ -199,6 +202,7 @@ export class Tree {
     if (this.late.size > 0) this.failOnIoError(() => this.runMerge());
     // A crash between a merge's last commit and the queue's emptying leaves only merged slots.
     else if (this.late.queue.length > 0) this.late.reset();
+    this.mergePending = false;
   }
 
   /** Events appended but not yet persisted in the flank (lost if the power fails now). */
@@ -377,9 +381,14 @@ export class Tree {
     this.mergeStats.milliseconds += performance.now() - started;
   }
 
-  /** After open: finish a merge a crash interrupted, empty a queue whose events are all merged. */
+  /**
+   * After open, in bounded time: a merge a crash interrupted is finished before the next late
+   * event is queued (its events are indexed as not merged meanwhile); a queue whose events are
+   * all merged is emptied.
+   */
   private settleLateQueue(): void {
-    if (this.late.mergeInterrupted(this.state.mergeCursor) || this.late.queue.isFull || this.late.size === 0) this.mergeLateEvents();
+    if (this.late.mergeInterrupted(this.state.mergeCursor)) this.mergePending = true;
+    else if (this.late.queue.length > 0 && this.late.size === 0) this.late.reset();
   }
 
   /** newest, closedNewest and lateNewest from the committed tree, the open leaf and the queue. */
@@ -387,8 +396,7 @@ export class Tree {
     this.closedNewest = this.newestClosed();
     const open = this.openCount > 0 ? this.layout.readTimestamp(this.rows, this.parts.flank.rowsOffset(this.state.openLeafId) + (this.openCount - 1) * this.layout.rowBytes) : undefined;
     const treeNewest = open ?? this.closedNewest;
-    const lateSlot = this.late.index.last();
-    const lateNewest = lateSlot < 0 ? undefined : this.late.timestamp(lateSlot);
+    const lateNewest = this.late.queue.newestTimestamp;
     this.lateNewest = lateNewest !== undefined && (treeNewest === undefined || lateNewest >= treeNewest) ? lateNewest : undefined;
     this.newest = maxTimestamp(treeNewest, lateNewest);
   }
@@ -465,6 +473,7 @@ export class Tree {
       this.checkpoint();
     } finally {
       this.writer.close();
+      this.late.close();
     }
   }
 

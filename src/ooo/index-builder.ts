@@ -1,0 +1,124 @@
+// Rebuilding the DRAM time index after open, off the critical path (instant recovery, seed 002):
+// open() hands the queue's recovered slots to an IndexBuilder and returns at once; queries until
+// the sorted slots arrive scan those slots instead (late-queue.ts), and a merge waits for them.
+//
+//   WorkerIndexBuilder   sorts on a worker thread over its own mapping of the queue file and
+//                        publishes the result in shared memory (no event loop needed to see it)
+//   InlineIndexBuilder   sorts on the calling thread when first asked (small queues, and the
+//                        simulated media of the tests, deterministically)
+
+import { join } from 'node:path';
+import { Worker } from 'node:worker_threads';
+import { packageRoot } from '../native.js';
+import type { MergeCursor } from '../tree/flank.js';
+import { sortByTime } from './time-index.js';
+
+export interface IndexBuilder {
+  /** The sorted live slots if they are ready, without waiting. */
+  poll(): Int32Array | undefined;
+  /** The sorted live slots, waiting for (or doing) the work. */
+  finish(): Int32Array;
+  close(): void;
+}
+
+/** What the sort needs: the queue's rows, how many slots, and which of them a merge already took. */
+export interface BaseSlots {
+  readonly end: number;
+  readonly cursor: MergeCursor | undefined;
+  readonly view: DataView;
+  offsetOf(slot: number): number;
+}
+
+/** Slots [0, end) that are not below the merge cursor, sorted by (timestamp, slot). */
+export function sortBase({ end, cursor, view, offsetOf }: BaseSlots): Int32Array {
+  const live = new Int32Array(end);
+  let count = 0;
+  for (let slot = 0; slot < end; slot++) if (cursor === undefined || !belowCursor(view.getBigInt64(offsetOf(slot), true), slot, cursor)) live[count++] = slot;
+  return sortByTime(live.subarray(0, count), view, offsetOf);
+}
+
+export function belowCursor(ts: bigint, slot: number, cursor: MergeCursor): boolean {
+  return ts < cursor.ts || (ts === cursor.ts && slot < cursor.slot);
+}
+
+/**
+ * Sorts on the calling thread, on demand: at finish(), or at the poll that finds its countdown
+ * run out - 0 sorts at the first query; simulated media (tests) let a few queries take the
+ * scanning path first.
+ */
+export class InlineIndexBuilder implements IndexBuilder {
+  private sorted: Int32Array | undefined;
+
+  constructor(
+    private readonly base: BaseSlots,
+    private pollsUntilReady: number,
+  ) {}
+
+  poll(): Int32Array | undefined {
+    if (this.sorted === undefined && this.pollsUntilReady-- <= 0) this.finish();
+    return this.sorted;
+  }
+
+  finish(): Int32Array {
+    this.sorted ??= sortBase(this.base);
+    return this.sorted;
+  }
+
+  close(): void {}
+}
+
+export interface IndexWorkerConfig {
+  readonly queuePath: string;
+  readonly end: number;
+  readonly cursor: MergeCursor | undefined;
+  /** Byte offset of slot 0's row; slot i's is slotBytes further on per slot. */
+  readonly firstRowOffset: number;
+  readonly slotBytes: number;
+  /** [0] = 1 once done (2 on failure), [1] = live slots; then the sorted slots. */
+  readonly shared: SharedArrayBuffer;
+}
+
+const DONE = 0;
+const COUNT = 1;
+const HEADER_WORDS = 2;
+
+export class WorkerIndexBuilder implements IndexBuilder {
+  private readonly shared: Int32Array;
+  private readonly worker: Worker;
+  private sorted: Int32Array | undefined;
+
+  constructor(config: Omit<IndexWorkerConfig, 'shared'>, private readonly fallback: () => Int32Array) {
+    const shared = new SharedArrayBuffer((HEADER_WORDS + config.end) * 4);
+    this.shared = new Int32Array(shared);
+    this.worker = new Worker(join(packageRoot(), 'dist', 'src', 'ooo', 'index-builder-worker.js'), { workerData: { ...config, shared } });
+    this.worker.unref();
+    this.worker.on('error', () => Atomics.store(this.shared, DONE, 2));
+  }
+
+  poll(): Int32Array | undefined {
+    if (this.sorted === undefined && Atomics.load(this.shared, DONE) !== 0) this.adopt();
+    return this.sorted;
+  }
+
+  finish(): Int32Array {
+    while (this.sorted === undefined) {
+      Atomics.wait(this.shared, DONE, 0, 50);
+      if (Atomics.load(this.shared, DONE) !== 0) this.adopt();
+    }
+    return this.sorted;
+  }
+
+  close(): void {
+    void this.worker.terminate();
+  }
+
+  /** Takes the worker's result, or sorts here if the worker failed (it only ever reads). */
+  private adopt(): void {
+    this.sorted = Atomics.load(this.shared, DONE) === 1 ? this.shared.slice(HEADER_WORDS, HEADER_WORDS + this.shared[COUNT]!) : this.fallback();
+    void this.worker.terminate();
+  }
+}
+
+export const INDEX_WORKER_DONE = DONE;
+export const INDEX_WORKER_COUNT = COUNT;
+export const INDEX_WORKER_HEADER_WORDS = HEADER_WORDS;
