@@ -10,6 +10,7 @@ const BENCHES: Record<string, () => Promise<{ run(args: ReturnType<typeof parseA
   recovery: () => import('./recovery.js'),
   ooo: () => import('./ooo.js'),
   'ooo-queue': () => import('./ooo-queue.js'),
+  'instant-recovery': () => import('./instant-recovery.js'),
 };
 
 async function main(): Promise<void> {

@@ -82,17 +82,23 @@ const DONE = 0;
 const COUNT = 1;
 const HEADER_WORDS = 2;
 
+/**
+ * Starting a thread costs milliseconds of the caller's time, so the worker is started from the
+ * event loop once open() has returned. A program that never yields to the event loop gets the
+ * index built inline when it is first needed (a merge, verify) - queries scan until then.
+ */
 export class WorkerIndexBuilder implements IndexBuilder {
   private readonly shared: Int32Array;
-  private readonly worker: Worker;
+  private worker: Worker | undefined;
   private sorted: Int32Array | undefined;
+  private closed = false;
 
-  constructor(config: Omit<IndexWorkerConfig, 'shared'>, private readonly fallback: () => Int32Array) {
-    const shared = new SharedArrayBuffer((HEADER_WORDS + config.end) * 4);
-    this.shared = new Int32Array(shared);
-    this.worker = new Worker(join(packageRoot(), 'dist', 'src', 'ooo', 'index-builder-worker.js'), { workerData: { ...config, shared } });
-    this.worker.unref();
-    this.worker.on('error', () => Atomics.store(this.shared, DONE, 2));
+  constructor(
+    private readonly config: Omit<IndexWorkerConfig, 'shared'>,
+    private readonly inline: () => Int32Array,
+  ) {
+    this.shared = new Int32Array(new SharedArrayBuffer((HEADER_WORDS + config.end) * 4));
+    setImmediate(() => this.start());
   }
 
   poll(): Int32Array | undefined {
@@ -101,6 +107,7 @@ export class WorkerIndexBuilder implements IndexBuilder {
   }
 
   finish(): Int32Array {
+    if (this.worker === undefined) this.sorted ??= this.inline();
     while (this.sorted === undefined) {
       Atomics.wait(this.shared, DONE, 0, 50);
       if (Atomics.load(this.shared, DONE) !== 0) this.adopt();
@@ -109,13 +116,24 @@ export class WorkerIndexBuilder implements IndexBuilder {
   }
 
   close(): void {
-    void this.worker.terminate();
+    this.closed = true;
+    void this.worker?.terminate();
+  }
+
+  private start(): void {
+    if (this.closed || this.sorted !== undefined) return;
+    this.worker = new Worker(join(packageRoot(), 'dist', 'src', 'ooo', 'index-builder-worker.js'), { workerData: { ...this.config, shared: this.shared.buffer } });
+    this.worker.unref();
+    this.worker.on('error', () => {
+      Atomics.store(this.shared, DONE, 2);
+      Atomics.notify(this.shared, DONE);
+    });
   }
 
   /** Takes the worker's result, or sorts here if the worker failed (it only ever reads). */
   private adopt(): void {
-    this.sorted = Atomics.load(this.shared, DONE) === 1 ? this.shared.slice(HEADER_WORDS, HEADER_WORDS + this.shared[COUNT]!) : this.fallback();
-    void this.worker.terminate();
+    this.sorted = Atomics.load(this.shared, DONE) === 1 ? this.shared.slice(HEADER_WORDS, HEADER_WORDS + this.shared[COUNT]!) : this.inline();
+    void this.worker?.terminate();
   }
 }
 

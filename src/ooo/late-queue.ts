@@ -158,10 +158,13 @@ export class LateQueue implements LateEvents {
     const base = this.base;
     if (base === undefined) return;
     const view = this.queue.view;
-    for (let slot = 0; slot < base.end; slot++) {
-      const ts = this.queue.timestamp(slot);
+    const first = this.queue.rowOffset(0);
+    const slotBytes = this.queue.slotBytes;
+    const read = this.layout.readTimestamp;
+    for (let slot = 0, at = first; slot < base.end; slot++, at += slotBytes) {
+      const ts = read(view, at);
       if (ts < from || ts > to) continue;
-      if (base.cursor !== undefined && belowCursor(view.getBigInt64(this.queue.rowOffset(slot), true), slot, base.cursor)) continue;
+      if (base.cursor !== undefined && belowCursor(view.getBigInt64(at, true), slot, base.cursor)) continue;
       visit(slot);
     }
   }
