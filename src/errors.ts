@@ -18,7 +18,8 @@ export type MisuseCode =
   | 'STORE_LOCKED'
   | 'READ_ONLY'
   | 'NOT_FOUND'
-  | 'ALREADY_EXISTS';
+  | 'ALREADY_EXISTS'
+  | 'CONSUMER_BUSY';
 
 /** A caller's mistake of kind: wrong type, closed handle, unknown name. */
 export class MisuseError extends TypeError {

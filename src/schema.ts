@@ -58,6 +58,8 @@ export const VALUE_READERS: Readonly<Record<AttributeType, (view: DataView, at: 
 };
 
 export const TIMESTAMP_BYTES = 8;
+/** Every row ends with its arrival sequence number (lsn): a hidden int64, never an attribute. */
+export const LSN_BYTES = 8;
 export const MAX_ATTRIBUTES = 64;
 const MAX_NAME_BYTES = 64;
 const SCHEMA_VERSION = 1;
@@ -73,6 +75,9 @@ export interface Attribute {
 
 export interface Schema {
   readonly attributes: readonly Attribute[];
+  /** Byte offset of the hidden lsn column: right after the last attribute. */
+  readonly lsnOffset: number;
+  /** The timestamp, the attributes and the lsn. */
   readonly rowBytes: number;
   readonly timestamp: TimestampKind;
 }
@@ -97,7 +102,7 @@ export function parseSchema(definition: Readonly<Record<string, string>>, option
     offset += size;
     return attribute;
   });
-  return { attributes, rowBytes: offset, timestamp };
+  return { attributes, lsnOffset: offset, rowBytes: offset + LSN_BYTES, timestamp };
 }
 
 export function serializeSchema(schema: Schema): Uint8Array {

@@ -7,6 +7,7 @@ import { randomBytes } from 'node:crypto';
 import { existsSync, readFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { LeafCache } from './cache/leaf-cache.js';
+import { ConsumerSlots } from './consumer/consumer-slots.js';
 import { CorruptionError, MisuseError } from './errors.js';
 import { EventCodec } from './event-codec.js';
 import { MANIFEST_NAME, type Manifest, type StreamEntry, decodeManifest, encodeManifest } from './manifest.js';
@@ -49,7 +50,7 @@ const WORKER_INDEX_MIN_SLOTS = 65_536;
 /** On simulated media the first queries after open scan the queue, so tests cover that path. */
 const SIMULATED_SCANNING_QUERIES = 8;
 
-const REGION_SUFFIXES = ['flank', 'nodes', 'leaf-aggregates', 'node-aggregates', 'translation', 'ooo'] as const;
+const REGION_SUFFIXES = ['flank', 'nodes', 'leaf-aggregates', 'node-aggregates', 'translation', 'ooo', 'consumers'] as const;
 
 /** Opens (creating if needed) the store in `dir`. */
 export function open(dir: string, options: OpenOptions = {}): Store {
@@ -160,6 +161,7 @@ export class Store {
     let failure: unknown;
     for (const open of this.streamsByName.values()) {
       try {
+        open.stream.endConsumers();
         open.tree.close();
       } catch (err) {
         failure ??= err;
@@ -187,7 +189,8 @@ export class Store {
     const layout = rowLayout(this.schemaOf(entry));
     const geometry = flankGeometry(entry, layout.rowBytes);
     for (const suffix of REGION_SUFFIXES) this.media.removeRegion(regionName(entry, suffix));
-    const [flank, nodes, leafAggregates, nodeAggregates, translation, queue] = REGION_SUFFIXES.map((suffix) => this.media.openRegion(regionName(entry, suffix), 4096, true)) as [
+    const [flank, nodes, leafAggregates, nodeAggregates, translation, queue, consumers] = REGION_SUFFIXES.map((suffix) => this.media.openRegion(regionName(entry, suffix), 4096, true)) as [
+      PmemRegion,
       PmemRegion,
       PmemRegion,
       PmemRegion,
@@ -201,6 +204,7 @@ export class Store {
     AggregateArray.create(nodeAggregates, layout, storeId, entry.id, 'index').close();
     TranslationArray.create(translation, storeId, entry.id).close();
     OooQueue.create(queue, layout, storeId, entry.id);
+    ConsumerSlots.create(consumers, storeId, entry.id);
   }
 
   /** Opens a stream; with the rebuild option, one whose PMem files are missing or damaged is rebuilt from SSD. */
@@ -241,7 +245,7 @@ export class Store {
 
   private assembleStream(entry: StreamEntry, schema: Schema, layout: RowLayout, regions: PmemRegion[], leaves: LeafFile, rebuild: boolean): Stream {
     const { storeId } = this.manifest;
-    const [flankRegion, nodesRegion, leafAggRegion, nodeAggRegion, translationRegion, queueRegion] = regions as [PmemRegion, PmemRegion, PmemRegion, PmemRegion, PmemRegion, PmemRegion];
+    const [flankRegion, nodesRegion, leafAggRegion, nodeAggRegion, translationRegion, queueRegion, consumersRegion] = regions as [PmemRegion, PmemRegion, PmemRegion, PmemRegion, PmemRegion, PmemRegion, PmemRegion];
     const tree = new Tree(
       {
         layout,
@@ -258,7 +262,8 @@ export class Store {
       (base) => this.startIndexBuilder(entry, base),
     );
     const store = this;
-    const stream = new Stream(entry.name, entry.id, schema, tree, new EventCodec(entry.name, schema), {
+    const consumers = ConsumerSlots.open(consumersRegion, storeId, entry.id);
+    const stream = new Stream(entry.name, entry.id, schema, tree, new EventCodec(entry.name, schema), consumers, {
       get durability() {
         return store.durability;
       },

@@ -2,7 +2,10 @@
 // (a bad event or batch changes nothing), keeps timestamps in order, and turns query results into
 // event objects.
 
+import { ArrivalSignal, type ConsumedEvent, Consumer, type ConsumerOptions, type ConsumerSource, checkBatchSize, startingLsn } from './consumer/consumer.js';
+import type { ConsumerSlots } from './consumer/consumer-slots.js';
 import { BoundsError, MisuseError } from './errors.js';
+import { visitArrivals } from './query/arrivals.js';
 import { aggregateRange } from './query/aggregate.js';
 import { findAsOf } from './query/point.js';
 import { type AttributeFilter, scanRows } from './query/scan.js';
@@ -174,7 +177,7 @@ export class StreamReader {
     this.host.checkOpen();
     const total = aggregateRange(this.view(), this.checkTimestamp(from, 'from'), this.checkTimestamp(to, 'to'));
     const result: Record<string, AttributeSummary | number> = { count: total.count };
-    this.tree.layout.numeric.forEach((attribute, a) => {
+    this.tree.layout.numeric.slice(0, this.tree.layout.attributes).forEach((attribute, a) => {
       const empty = total.count === 0;
       result[attribute.name] = {
         sum: total.sum[a]!,
@@ -193,7 +196,7 @@ export class StreamReader {
 
   private filters(where: Readonly<Record<string, readonly [number, number]>>): AttributeFilter[] {
     return Object.entries(where).map(([name, bounds]) => {
-      const attribute = this.tree.layout.numeric.findIndex((a) => a.name === name);
+      const attribute = this.schema.attributes.findIndex((a) => a.name === name);
       if (attribute < 0) throw new MisuseError('INVALID_ARGUMENT', `stream '${this.name}' has no attribute '${name}'`);
       const [low, high] = Array.isArray(bounds) ? bounds : [];
       if (typeof low !== 'number' || typeof high !== 'number' || Number.isNaN(low) || Number.isNaN(high)) {
@@ -209,15 +212,80 @@ export class StreamReader {
 }
 
 export class Stream extends StreamReader {
+  private readonly consumersByName = new Map<string, Consumer>();
+  private readonly arrivals = new ArrivalSignal();
+
   constructor(
     name: string,
     readonly id: number,
     schema: Schema,
     tree: Tree,
     codec: EventCodec,
+    private readonly consumerSlots: ConsumerSlots,
     private readonly store: StreamHost,
   ) {
     super(name, schema, tree, codec, store, () => liveView(tree));
+  }
+
+  /**
+   * The consumer `name`: registered now (starting at `from`, durably) if it is new, else resumed
+   * right after the lsn it last committed. One handle per name.
+   */
+  consumer(name: string, options: ConsumerOptions = {}): Consumer {
+    this.host.checkOpen();
+    const open = this.consumersByName.get(name);
+    if (open !== undefined) return open;
+    const batchSize = checkBatchSize(options.batchSize);
+    let committed = this.consumerSlots.committed(name);
+    if (committed === undefined) {
+      committed = startingLsn(options.from, this.tree.durableLsn);
+      this.consumerSlots.register(name, committed);
+    }
+    const consumer = new Consumer(name, committed, this.consumerSource(), batchSize);
+    this.consumersByName.set(name, consumer);
+    return consumer;
+  }
+
+  /** The names of the stream's registered consumers. */
+  consumers(): string[] {
+    this.host.checkOpen();
+    return this.consumerSlots.names;
+  }
+
+  /** Forgets consumer `name` and its position. */
+  removeConsumer(name: string): void {
+    this.host.checkOpen();
+    this.consumersByName.get(name)?.checkIdle();
+    this.consumersByName.delete(name);
+    this.consumerSlots.remove(name);
+  }
+
+  /** Ends every subscription and consumer iteration (the store is closing). */
+  endConsumers(): void {
+    this.arrivals.close();
+  }
+
+  private consumerSource(): ConsumerSource {
+    const { tree, codec, arrivals, consumerSlots } = this;
+    const host = this.host;
+    return {
+      checkOpen: () => host.checkOpen(),
+      get isOpen() {
+        return arrivals.isOpen;
+      },
+      durableLsn: () => tree.durableLsn,
+      read: (first, last) => {
+        const batch: ConsumedEvent[] = [];
+        visitArrivals(tree, first, last, codec.minTimestamp, codec.maxTimestamp, (view, offset, lsn) => {
+          const event = codec.decode(view, offset) as Record<string, unknown>;
+          event.lsn = lsn;
+          batch.push(event as ConsumedEvent);
+        });
+        return batch;
+      },
+      arrivals: () => arrivals.wait(),
+      commit: (name, lsn) => consumerSlots.commit(name, lsn),
+    };
   }
 
   /** A reader over the stream as it is now, unchanged by later appends and merges until released. */
@@ -237,12 +305,14 @@ export class Stream extends StreamReader {
     const write = (view: DataView, offset: number) => this.codec.encode(event, view, offset);
     if (!this.tree.isLate(ts)) {
       this.tree.append(ts, write);
+      this.arrivals.notify();
       return;
     }
     try {
       this.tree.insertLate(ts, write);
     } finally {
       this.tree.persistLate();
+      this.arrivals.notify();
     }
   }
 
@@ -256,6 +326,7 @@ export class Stream extends StreamReader {
     if (rows.count === 0) return;
     if (rows.inOrder && !this.tree.isLate(rows.firstTimestamp)) this.tree.appendBatch(rows.count, rows.lastTimestamp, rows.write);
     else this.appendMixed(rows);
+    this.arrivals.notify();
   }
 
   /** Merges every late event waiting in the out-of-order queue into the tree now. */
@@ -288,12 +359,8 @@ export class Stream extends StreamReader {
   flush(): void {
     this.host.checkOpen();
     this.tree.flush();
+    this.arrivals.notify();
   }
-
-
-
-
-
 
   /** Every invariant of the stream's tree; `full` also reads and checks every leaf. Empty when sound. */
   verify(options: { full?: boolean } = {}): Violation[] {
@@ -325,7 +392,4 @@ export class Stream extends StreamReader {
       },
     };
   }
-
-
-
 }

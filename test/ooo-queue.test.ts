@@ -1,7 +1,7 @@
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import { CorruptionError } from '../src/errors.js';
-import { OooQueue, TRUST_EVERY } from '../src/ooo/queue.js';
+import { OooQueue, TRUST_EVERY, queueSlotBytes } from '../src/ooo/queue.js';
 import { TimeIndex, sortByTime } from '../src/ooo/time-index.js';
 import { SimulatedRegion } from '../src/pmem/simulated-region.js';
 import { parseSchema } from '../src/schema.js';
@@ -81,7 +81,7 @@ describe('OooQueue', () => {
   });
 
   it('is full at its capacity in slots', () => {
-    const { queue } = newQueue(3 * 16);
+    const { queue } = newQueue(3 * queueSlotBytes(layout.rowBytes));
     for (let i = 0; i < 3; i++) insert(queue, i, i);
     expect(queue.isFull).toBe(true);
     expect(() => insert(queue, 9, 9)).toThrow(/full/);

@@ -7,8 +7,9 @@ import { ATTRIBUTE_TYPES, type AttributeType, deserializeSchema, parseSchema, sc
 const STOCK = parseSchema({ seq: 'u32', symbol: 'u32', price: 'f64', volume: 'u32' });
 
 describe('parseSchema', () => {
-  it('lays Stock out in 28 bytes, ts first', () => {
-    expect(STOCK.rowBytes).toBe(28);
+  it('lays Stock out in 28 bytes, ts first, then the hidden 8-byte lsn', () => {
+    expect(STOCK.lsnOffset).toBe(28);
+    expect(STOCK.rowBytes).toBe(36);
     expect(STOCK.attributes.map((a) => [a.name, a.offset])).toEqual([['seq', 8], ['symbol', 12], ['price', 16], ['volume', 24]]);
   });
 

@@ -9,8 +9,8 @@
 //   0  u8   form: 0 = the encoded columns follow as is, 1 = they follow LZ4-compressed
 //           (lz4-napi block format: u32 LE uncompressed size, then the block)
 // Encoded columns (uncompressed):
-//   0  u8   codec version (1)
-//   1  u8   column count c (the timestamp, then each attribute in schema order)
+//   0  u8   codec version (2: rows carry the lsn)
+//   1  u8   column count c (the timestamp, each attribute in schema order, then the hidden lsn)
 //   2  c x { u8 encoding, u8 decimal exponent }
 //   .. c x { u32 byte length n, n bytes }
 // Encodings:
@@ -22,10 +22,10 @@
 
 import { compressSync, uncompressSync } from 'lz4-napi';
 import { CorruptionError } from '../errors.js';
-import { type AttributeType, type Schema, TIMESTAMP_BYTES, TYPE_INFO } from '../schema.js';
+import { type AttributeType, LSN_BYTES, type Schema, TIMESTAMP_BYTES, TYPE_INFO } from '../schema.js';
 import { type NumericColumnType, extractColumn, storeColumn } from './columns.js';
 
-const CODEC_VERSION = 1;
+const CODEC_VERSION = 2;
 const FORM_RAW = 0;
 const FORM_LZ4 = 1;
 const enum Encoding {
@@ -142,6 +142,8 @@ function columnsOf(schema: Schema): Column[] {
         const kind = TYPE_INFO[a.type].kind;
         return kind === 'bigint' ? { offset: a.offset, size: a.size, type: 'opaque', kind: 'opaque' } : { offset: a.offset, size: a.size, type: a.type, kind };
       }),
+      // lsn: arrival order, so mostly +1 steps - DELTA_VARINT makes it about a byte before LZ4.
+      { offset: schema.lsnOffset, size: LSN_BYTES, type: 'ts', kind: 'int' },
     ];
     columnCache.set(schema, columns);
   }

@@ -41,6 +41,7 @@ export enum FileKind {
   Aggregates = 3,
   Translation = 4,
   OooQueue = 5,
+  ConsumerSlots = 6,
 }
 
 export interface FileIdentity {

@@ -32,15 +32,25 @@ export interface RowRef {
 }
 
 /** The rows with from <= ts <= to that pass `filters`, in timestamp order, as of this call. */
-export function scanRows({ tree, sources, late }: ReadView, from: Timestamp, to: Timestamp, filters: readonly AttributeFilter[]): Generator<RowRef, void, undefined> {
+export function scanRows(view: ReadView, from: Timestamp, to: Timestamp, filters: readonly AttributeFilter[]): Generator<RowRef, void, undefined> {
   if (from > to) return emptyScan();
-  const scanner = new Scanner(tree, from, to, filters);
-  const stable = sources.map((source): ViewSource => (source.kind === 'rows' && !source.stable ? { kind: 'rows', rows: copyRows(source.rows, source.rows.count, tree.layout.rowBytes), stable: true } : source));
-  const lateRows = late.cursor(from, to);
-  const treeRows = scanner.sources(stable);
-  if (!lateRows.isEmpty) return mergeLate(treeRows, lateRows, tree.layout, (view, offset) => scanner.matches(view, offset));
+  const scanner = new Scanner(view.tree, from, to, filters);
+  const lateRows = view.late.cursor(from, to);
+  const treeRows = scanner.sources(stableSources(view));
+  if (!lateRows.isEmpty) return mergeLate(treeRows, lateRows, view.tree.layout, (row, offset) => scanner.matches(row, offset));
   lateRows.close();
   return treeRows;
+}
+
+/** scanRows without the queued late events: the tree's rows only. */
+export function scanTreeRows(view: ReadView, from: Timestamp, to: Timestamp, filters: readonly AttributeFilter[]): Generator<RowRef, void, undefined> {
+  if (from > to) return emptyScan();
+  return new Scanner(view.tree, from, to, filters).sources(stableSources(view));
+}
+
+/** The view's sources with the open leaf's rows copied out of PMem (late events may be inserted into it). */
+function stableSources({ tree, sources }: ReadView): ViewSource[] {
+  return sources.map((source): ViewSource => (source.kind === 'rows' && !source.stable ? { kind: 'rows', rows: copyRows(source.rows, source.rows.count, tree.layout.rowBytes), stable: true } : source));
 }
 
 function* emptyScan(): Generator<RowRef, void, undefined> {}
@@ -121,7 +131,6 @@ class Scanner {
     return true;
   }
 
-  /** The leaf's first `atMost` rows, copied out of PMem when they live in a reusable ring page. */
   /** A closed leaf's rows, copied out of PMem when they live in a reusable ring page. */
   private stableRows(leafId: number): LeafRows {
     const rows = this.tree.leafRows(leafId);

@@ -19,11 +19,28 @@ export interface NumericAttribute {
 
 export interface RowLayout {
   readonly rowBytes: number;
+  /** Byte offset of the hidden lsn (arrival sequence number) in the row. */
+  readonly lsnOffset: number;
+  /**
+   * The schema's attributes, then the hidden lsn, so every aggregate keeps min/max lsn (a
+   * consumer's "lsn > x" prunes subtrees like a where-clause). Results show only `attributes`.
+   */
   /** 'ts' for number timestamps (bulk-readable as doubles), undefined for bigint ones. */
   readonly timestampColumn: NumericColumnType | undefined;
   readonly numeric: readonly NumericAttribute[];
+  /** How many of `numeric` are schema attributes; the one after them is the lsn. */
+  readonly attributes: number;
   readTimestamp(view: DataView, offset: number): Timestamp;
   writeTimestamp(view: DataView, offset: number, ts: Timestamp): void;
+}
+
+/** The lsn of the row at `rowOffset` (below 2^53: exact as a number). */
+export function readLsn(layout: RowLayout, view: DataView, rowOffset: number): number {
+  return readNumberTimestamp(view, rowOffset + layout.lsnOffset);
+}
+
+export function writeLsn(layout: RowLayout, view: DataView, rowOffset: number, lsn: number): void {
+  writeNumberTimestamp(view, rowOffset + layout.lsnOffset, lsn);
 }
 
 export function rowLayout(schema: Schema): RowLayout {
@@ -34,11 +51,15 @@ export function rowLayout(schema: Schema): RowLayout {
     const readNumber = columnType === undefined ? (view: DataView, rowOffset: number) => Number(read(view, rowOffset + offset)) : (view: DataView, rowOffset: number) => read(view, rowOffset + offset) as number;
     return { name: attribute.name, offset, columnType, readNumber };
   });
+  const lsnOffset = schema.lsnOffset;
+  const lsn: NumericAttribute = { name: 'lsn', offset: lsnOffset, columnType: 'ts', readNumber: (view, rowOffset) => readNumberTimestamp(view, rowOffset + lsnOffset) };
   const bigint = schema.timestamp === 'bigint';
   return {
     rowBytes: schema.rowBytes,
+    lsnOffset,
     timestampColumn: bigint ? undefined : 'ts',
-    numeric,
+    numeric: [...numeric, lsn],
+    attributes: numeric.length,
     readTimestamp: bigint ? readBigIntTimestamp : readNumberTimestamp,
     writeTimestamp: bigint ? writeBigIntTimestamp : writeNumberTimestamp,
   };

@@ -30,7 +30,7 @@ import { MergeStep } from './merge.js';
 import { liveLeafOrder } from './rebuild.js';
 import { countRowsBelow } from '../query/leaf-search.js';
 import type { IndexNodeArray } from './index-node-array.js';
-import type { RowLayout, Timestamp } from './row-layout.js';
+import { type RowLayout, type Timestamp, readLsn, writeLsn } from './row-layout.js';
 import type { TranslationArray } from './translation-array.js';
 
 export interface TreeOptions {
@@ -84,6 +84,10 @@ export class Tree {
   /** Leaves [0, durableLeaves) are durable on SSD with their translation slot set. */
   private durableLeaves: number;
   private newest: Timestamp | undefined;
+  /** The arrival sequence number the next event gets; 1 for a stream's first (0 = before all). */
+  private nextLsn: number;
+  /** The lsn of the first flank row written since the last flush (while rows are unflushed). */
+  private firstUnflushedLsn = 0;
   private readonly writer: LeafWriter;
   /** Leaves [durableLeaves, handedOff) are with the writer; [handedOff, openLeafId) still to hand over. */
   private handedOff: number;
@@ -124,6 +128,7 @@ export class Tree {
     // and go to the writer with the next hand-off: open() does not wait for them.
     this.handedOff = this.durableLeaves;
     this.refreshNewest();
+    this.nextLsn = this.newestLsn() + 1;
     this.settleLateQueue();
   }
 
@@ -183,7 +188,10 @@ export class Tree {
       return;
     }
     if (this.mergePending || this.late.queue.isFull) this.mergeLateEvents();
-    this.late.insert(writeRow);
+    this.late.insert((view, offset) => {
+      writeRow(view, offset);
+      writeLsn(this.layout, view, offset, this.nextLsn++);
+    });
     if (this.lateNewest !== undefined) this.lateNewest = maxTimestamp(this.lateNewest, ts);
   }
 
@@ -219,6 +227,7 @@ export class Tree {
     if (this.openCount >= this.leafFill) this.closeLeafOrFail();
     const offset = this.parts.flank.rowsOffset(this.state.openLeafId) + this.openCount * this.layout.rowBytes;
     writeRow(this.rows, offset);
+    this.stampFlankRows(offset, 1);
     this.openCount++;
     this.newest = ts;
     this.lateNewest = undefined;
@@ -235,7 +244,9 @@ export class Tree {
     for (let first = 0; first < count; ) {
       if (this.openCount >= this.leafFill) this.closeLeafOrFail();
       const n = Math.min(count - first, this.leafFill - this.openCount);
-      writeRows(this.rows, this.parts.flank.rowsOffset(this.state.openLeafId) + this.openCount * this.layout.rowBytes, first, n);
+      const offset = this.parts.flank.rowsOffset(this.state.openLeafId) + this.openCount * this.layout.rowBytes;
+      writeRows(this.rows, offset, first, n);
+      this.stampFlankRows(offset, n);
       this.openCount += n;
       first += n;
     }
@@ -350,8 +361,46 @@ export class Tree {
     const page = new Uint8Array(this.rows.buffer);
     page.copyWithin(at + rowBytes, at, at + (this.openCount - position) * rowBytes);
     writeRow(this.rows, at);
+    this.stampFlankRows(at, 1);
     this.openCount++;
     if (this.openCount - this.durableRows >= this.options.flushEvery) this.flush();
+  }
+
+  /** Gives `n` rows just written to the open leaf at `offset` the next lsns (before openCount counts them). */
+  private stampFlankRows(offset: number, n: number): void {
+    if (this.openCount === this.durableRows) this.firstUnflushedLsn = this.nextLsn;
+    const rowBytes = this.layout.rowBytes;
+    for (let r = 0; r < n; r++) writeLsn(this.layout, this.rows, offset + r * rowBytes, this.nextLsn++);
+  }
+
+  /**
+   * Every event with an lsn up to this one is durable: only the open leaf's unflushed rows are
+   * not (queued late events are persisted before their append returns).
+   */
+  get durableLsn(): number {
+    return this.openCount > this.durableRows ? this.firstUnflushedLsn - 1 : this.nextLsn - 1;
+  }
+
+  /**
+   * The largest lsn of any event kept, 0 if none: bounded work at open - the children of the
+   * open index nodes (their aggregates keep max lsn), the open leaf's rows, the queue's last slot
+   * (slots are in arrival order). Lsns of events a crash took are handed out again; no reader saw
+   * them, since only durable events are delivered.
+   */
+  private newestLsn(): number {
+    const lsn = this.layout.attributes;
+    let newest = 0;
+    for (const source of this.sources()) {
+      if (source.kind === 'index') {
+        const children = this.childAggregates(source.level);
+        for (let i = 0; i < source.count; i++) newest = Math.max(newest, children.attributeBounds(this.parts.nodes.child(source.nodeId, i), lsn)[1]);
+      } else {
+        const at = this.parts.flank.rowsOffset(source.leafId);
+        for (let r = 0; r < source.count; r++) newest = Math.max(newest, readLsn(this.layout, this.rows, at + r * this.layout.rowBytes));
+      }
+    }
+    const { queue } = this.late;
+    return queue.length === 0 ? newest : Math.max(newest, readLsn(this.layout, queue.view, queue.rowOffset(queue.length - 1)));
   }
 
   /** Merge steps until the queue is empty, then the queue is emptied; timed for stats(). */
