@@ -373,6 +373,11 @@ export class Tree {
     for (let r = 0; r < n; r++) writeLsn(this.layout, this.rows, offset + r * rowBytes, this.nextLsn++);
   }
 
+  /** The lsn of the newest event appended (0 before the first). */
+  get newestLsnHandedOut(): number {
+    return this.nextLsn - 1;
+  }
+
   /**
    * Every event with an lsn up to this one is durable: only the open leaf's unflushed rows are
    * not (queued late events are persisted before their append returns).

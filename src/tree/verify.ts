@@ -3,12 +3,13 @@
 //   cheap: the index - key order, children's time spans in order, levels, every closed node's
 //          aggregates equal to its children's, event totals;
 //   full:  also every leaf - translation slot valid, record intact, rows sorted, the leaf's
-//          aggregates equal to its rows.
+//          aggregates equal to its rows, every event's lsn handed out once (no two events share
+//          one, none is past the newest: consumers rely on both).
 //   both:  the out-of-order queue - its DRAM index in (ts, arrival) order, no event indexed that
 //          the merge cursor says is in the tree; full mode also checks every slot's check word.
 
 import { Aggregate } from './aggregate-array.js';
-import type { Timestamp } from './row-layout.js';
+import { type Timestamp, readLsn } from './row-layout.js';
 import type { Tree } from './tree.js';
 
 export interface Violation {
@@ -24,11 +25,15 @@ class Verifier {
   private readonly violations: Violation[] = [];
   private previousMax: Timestamp | undefined;
   private events = 0;
+  /** Full mode: bit l set once an event with lsn l was seen. */
+  private readonly lsnSeen: Uint8Array;
 
   constructor(
     private readonly tree: Tree,
     private readonly full: boolean,
-  ) {}
+  ) {
+    this.lsnSeen = new Uint8Array(full ? (tree.newestLsnHandedOut >>> 3) + 1 : 0);
+  }
 
   run(): Violation[] {
     for (const source of this.tree.sources()) {
@@ -52,6 +57,7 @@ class Verifier {
       const ts = late.timestamp(slot);
       const where = `out-of-order queue slot ${slot} (index entry ${i})`;
       if (!this.check(slot < late.queue.length, where, `past the queue's ${late.queue.length} slots`)) return;
+      if (this.full) this.lsn(readLsn(this.tree.layout, late.queue.view, late.queue.rowOffset(slot)), where);
       if (merging) this.check(BigInt(ts) > cursor.ts || (BigInt(ts) === cursor.ts && slot >= cursor.slot), where, `indexed though the merge cursor (${cursor.ts}, ${cursor.slot}) says it is in the tree`);
       if (i === 0) continue;
       const previous = slots[i - 1]!;
@@ -92,6 +98,7 @@ class Verifier {
     try {
       const rows = this.tree.leafRows(leafId);
       actual.addRows(layout, rows.view, rows.offset, 0, rows.count);
+      if (this.full) for (let r = 0; r < rows.count; r++) this.lsn(readLsn(layout, rows.view, rows.offset + r * layout.rowBytes), `${where}, row ${r}`);
       for (let r = 1; r < rows.count; r++) {
         const before = layout.readTimestamp(rows.view, rows.offset + (r - 1) * layout.rowBytes);
         const after = layout.readTimestamp(rows.view, rows.offset + r * layout.rowBytes);
@@ -121,6 +128,15 @@ class Verifier {
     this.check(this.previousMax === undefined || this.previousMax <= leaf.minTs, 'order', `a subtree starting at ${leaf.minTs} follows one ending at ${this.previousMax}`);
     this.previousMax = leaf.maxTs;
     this.events += leaf.count;
+  }
+
+  /** Checks that `lsn` was handed out, and to no other event seen so far. */
+  private lsn(lsn: number, where: string): void {
+    const newest = this.tree.newestLsnHandedOut;
+    if (!this.check(Number.isSafeInteger(lsn) && lsn >= 1 && lsn <= newest, where, `lsn ${lsn} was never handed out (the newest is ${newest})`)) return;
+    const bit = 1 << (lsn & 7);
+    this.check((this.lsnSeen[lsn >>> 3]! & bit) === 0, where, `lsn ${lsn} belongs to another event too`);
+    this.lsnSeen[lsn >>> 3]! |= bit;
   }
 
   private check(condition: boolean, where: string, problem: string): boolean {
