@@ -177,14 +177,17 @@ export class Store {
   }
 
   private createStreamFiles(entry: StreamEntry): void {
-    this.createPmemFiles(entry);
+    this.createPmemFiles(entry, false);
     const leafFile = this.media.openFile(leafFileName(entry), true);
     LeafFile.initialize(leafFile, this.manifest.storeId, entry.id);
     leafFile.close();
   }
 
-  /** New, empty PMem structures for a stream; whatever files were there are removed first. */
-  private createPmemFiles(entry: StreamEntry): void {
+  /**
+   * New, empty PMem structures for a stream; whatever files were there are removed first. For a
+   * rebuild the flank is marked so: until the rebuild's commit an ordinary open refuses it.
+   */
+  private createPmemFiles(entry: StreamEntry, rebuilding: boolean): void {
     const { storeId } = this.manifest;
     const layout = rowLayout(this.schemaOf(entry));
     const geometry = flankGeometry(entry, layout.rowBytes);
@@ -198,7 +201,7 @@ export class Store {
       PmemRegion,
       PmemRegion,
     ];
-    Flank.create(flank, geometry, storeId, entry.id).close();
+    Flank.create(flank, geometry, storeId, entry.id, rebuilding).close();
     IndexNodeArray.create(nodes, layout, entry.nodeSize, storeId, entry.id).closeFile();
     AggregateArray.create(leafAggregates, layout, storeId, entry.id, 'leaf').close();
     AggregateArray.create(nodeAggregates, layout, storeId, entry.id, 'index').close();
@@ -219,7 +222,7 @@ export class Store {
     } else if (!this.options.rebuild) {
       throw new CorruptionError(missing[0]!, 0, `the PMem files of stream '${entry.name}' are missing (a PMem directory on tmpfs does not survive a reboot); the store cannot open as if empty - restore the PMem directory (${this.manifest.pmemDir}), or open with { rebuild: true } to rebuild it from the leaf file on SSD (events that were only in PMem are lost)`);
     }
-    this.createPmemFiles(entry);
+    this.createPmemFiles(entry, true);
     const stream = this.openStreamFiles(entry, true);
     const stats = stream.stats();
     this.rebuilt.push({ stream: entry.name, leaves: stats.leaves, events: stats.events });

@@ -21,13 +21,14 @@ function state(seq: number): FlankState {
     levels: Array.from({ length: seq % 5 }, (_, i) => ({ nodeId: seq + i, count: i * 7 })),
     mergeCursor: { generation: seq, ts: BigInt(seq) * -12345678901n, slot: seq * 5 },
     supersededLeaves: seq * 4,
+    rebuilding: seq % 3 === 1,
   };
 }
 
 describe('Flank', () => {
   it('starts with an empty leaf 0 and commits a root record that reopens', () => {
     const { region, flank } = fresh();
-    expect(flank.readState()).toEqual({ seq: 0, openLeafId: 0, nextIndexNodeId: 0, closedEvents: 0, levels: [], mergeCursor: NO_MERGE_CURSOR, supersededLeaves: 0 });
+    expect(flank.readState()).toEqual({ seq: 0, openLeafId: 0, nextIndexNodeId: 0, closedEvents: 0, levels: [], mergeCursor: NO_MERGE_CURSOR, supersededLeaves: 0, rebuilding: false });
     expect(flank.pageLeafId(0)).toBe(0);
     expect(flank.pageCount(0)).toBe(0);
     flank.commit(state(1));

@@ -12,7 +12,7 @@
 //   8   u32  open leaf id (its page is openLeafId mod ringPages)
 //   12  u32  height: number of index levels with an open node
 //   16  u32  next index-node id
-//   20  u32  reserved
+//   20  u32  flags: bit 0 = a rebuild from SSD is adopting the leaf file (ordinary opens refuse)
 //   24  f64  events in closed leaves
 //   32  12 x { u32 open index-node id, u32 its committed entry count }, level 1 first
 //   128 u32  merge cursor: out-of-order queue generation it refers to (0 = none)
@@ -55,7 +55,9 @@ const SEQ_OFFSET = 0;
 const OPEN_LEAF_OFFSET = SEQ_OFFSET + 8;
 const HEIGHT_OFFSET = OPEN_LEAF_OFFSET + 4;
 const NEXT_NODE_OFFSET = HEIGHT_OFFSET + 4;
+const FLAGS_OFFSET = NEXT_NODE_OFFSET + 4;
 const CLOSED_EVENTS_OFFSET = NEXT_NODE_OFFSET + 8;
+const REBUILDING_FLAG = 1;
 const LEVELS_OFFSET = CLOSED_EVENTS_OFFSET + 8;
 const LEVEL_BYTES = 8;
 const CURSOR_GENERATION_OFFSET = LEVELS_OFFSET + MAX_LEVELS * LEVEL_BYTES;
@@ -104,6 +106,12 @@ export interface FlankState {
   levels: OpenIndexNode[];
   mergeCursor: MergeCursor;
   supersededLeaves: number;
+  /**
+   * Set in the first commit of a flank created to rebuild the stream from SSD, cleared by the
+   * commit that adopts the leaf file: until then the empty tree must not be taken for the truth
+   * (recovery would cut the leaf file to match it).
+   */
+  rebuilding: boolean;
 }
 
 export interface FlankGeometry {
@@ -128,14 +136,14 @@ export class Flank {
     return PAGES_OFFSET + geometry.ringPages * geometry.nodeSize;
   }
 
-  /** Lays out a new flank: header, an empty leaf 0 in page 0, and the first commit. */
-  static create(region: PmemRegion, geometry: FlankGeometry, storeId: Uint8Array, streamId: number): Flank {
+  /** Lays out a new flank: header, an empty leaf 0 in page 0, and the first commit (marked `rebuilding` for a rebuild from SSD). */
+  static create(region: PmemRegion, geometry: FlankGeometry, storeId: Uint8Array, streamId: number, rebuilding = false): Flank {
     const size = Flank.fileBytes(geometry);
     if (region.size < size) region.grow(size);
     writeFileHeader(region, identity(geometry, storeId, streamId));
     const flank = new Flank(region, geometry);
     flank.openPage(0);
-    flank.commit({ seq: 0, openLeafId: 0, nextIndexNodeId: 0, closedEvents: 0, levels: [], mergeCursor: NO_MERGE_CURSOR, supersededLeaves: 0 });
+    flank.commit({ seq: 0, openLeafId: 0, nextIndexNodeId: 0, closedEvents: 0, levels: [], mergeCursor: NO_MERGE_CURSOR, supersededLeaves: 0, rebuilding });
     return flank;
   }
 
@@ -184,6 +192,7 @@ export class Flank {
     view.setUint32(at + OPEN_LEAF_OFFSET, state.openLeafId, true);
     view.setUint32(at + HEIGHT_OFFSET, state.levels.length, true);
     view.setUint32(at + NEXT_NODE_OFFSET, state.nextIndexNodeId, true);
+    view.setUint32(at + FLAGS_OFFSET, state.rebuilding ? REBUILDING_FLAG : 0, true);
     view.setFloat64(at + CLOSED_EVENTS_OFFSET, state.closedEvents, true);
     state.levels.forEach((level, i) => {
       view.setUint32(at + LEVELS_OFFSET + i * LEVEL_BYTES, level.nodeId, true);
@@ -294,6 +303,7 @@ export class Flank {
         ts: view.getBigInt64(at + CURSOR_TS_OFFSET, true),
       },
       supersededLeaves: view.getFloat64(at + SUPERSEDED_OFFSET, true),
+      rebuilding: (view.getUint32(at + FLAGS_OFFSET, true) & REBUILDING_FLAG) !== 0,
     };
   }
 }

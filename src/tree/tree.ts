@@ -115,6 +115,9 @@ export class Tree {
     this.nodeFill = Math.max(2, Math.floor(nodes.capacity * (1 - options.spare)));
     this.rows = new DataView(flank.buffer);
     this.state = flank.readState();
+    if (this.state.rebuilding && options.rebuildFromLeafFile !== true) {
+      throw new CorruptionError(flank.region.path, 0, 'a rebuild of this stream from its leaf file was interrupted; open with { rebuild: true } to run it again (the leaf file is intact)');
+    }
     this.openCount = this.durableRows = this.checkOpenPage();
     this.durableLeaves = 0;
     if (options.rebuildFromLeafFile === true) this.adoptLeafFile();
@@ -489,7 +492,7 @@ export class Tree {
       translation.set(leafId, location);
     }
     const live = liveLeafOrder(records);
-    const next: FlankState = { ...this.state, seq: this.state.seq + 1, openLeafId: records.length, supersededLeaves: records.length - live.length, levels: [] };
+    const next: FlankState = { ...this.state, seq: this.state.seq + 1, openLeafId: records.length, supersededLeaves: records.length - live.length, levels: [], rebuilding: false };
     for (const leafId of live) {
       this.addEntry(next, 0, leafAggregates.minTs(leafId), leafId);
       next.closedEvents += leafAggregates.count(leafId);
