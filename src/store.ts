@@ -42,7 +42,13 @@ interface OpenStream {
 export interface RebuildReport {
   readonly stream: string;
   readonly leaves: number;
+  /** Events that came back from the leaf file. */
   readonly events: number;
+  /**
+   * Events the old PMem files held that could not come back (the open leaf, ring leaves never
+   * written, the out-of-order queue), or undefined when those files are gone or unreadable.
+   */
+  readonly lostEvents: number | undefined;
 }
 
 /** Below this many queued events the index is sorted inline on first use: a thread costs more. */
@@ -213,11 +219,13 @@ export class Store {
   /** Opens a stream; with the rebuild option, one whose PMem files are missing or damaged is rebuilt from SSD. */
   private openStream(entry: StreamEntry): Stream {
     const missing = REGION_SUFFIXES.map((suffix) => regionName(entry, suffix)).filter((name) => !this.media.regionExists(name));
+    let eventsBefore: number | undefined;
     if (missing.length === 0) {
       try {
         return this.openStreamFiles(entry, false);
       } catch (err) {
         if (!(err instanceof CorruptionError) || !this.options.rebuild) throw err;
+        eventsBefore = this.eventsStillCounted(entry);
       }
     } else if (!this.options.rebuild) {
       throw new CorruptionError(missing[0]!, 0, `the PMem files of stream '${entry.name}' are missing (a PMem directory on tmpfs does not survive a reboot); the store cannot open as if empty - restore the PMem directory (${this.manifest.pmemDir}), or open with { rebuild: true } to rebuild it from the leaf file on SSD (events that were only in PMem are lost)`);
@@ -225,8 +233,37 @@ export class Store {
     this.createPmemFiles(entry, true);
     const stream = this.openStreamFiles(entry, true);
     const stats = stream.stats();
-    this.rebuilt.push({ stream: entry.name, leaves: stats.leaves, events: stats.events });
+    this.rebuilt.push({ stream: entry.name, leaves: stats.leaves, events: stats.events, lostEvents: eventsBefore === undefined ? undefined : Math.max(0, eventsBefore - stats.events) });
     return stream;
+  }
+
+  /**
+   * How many events a damaged stream's PMem files still say it held - the flank's committed
+   * count, its open leaf's and the queue's - or undefined if any of them cannot be read (or a
+   * rebuild of it was interrupted, or a merge: then the counts overlap).
+   */
+  private eventsStillCounted(entry: StreamEntry): number | undefined {
+    const { storeId } = this.manifest;
+    const layout = rowLayout(this.schemaOf(entry));
+    const regions: PmemRegion[] = [];
+    const openRegion = (suffix: (typeof REGION_SUFFIXES)[number]) => {
+      const region = this.media.openRegion(regionName(entry, suffix), 0, false);
+      regions.push(region);
+      return region;
+    };
+    try {
+      const flank = Flank.open(openRegion('flank'), flankGeometry(entry, layout.rowBytes), storeId, entry.id);
+      const state = flank.readState();
+      const queue = OooQueue.open(openRegion('ooo'), layout, storeId, entry.id, this.options.oooQueueBytes);
+      if (state.rebuilding || state.mergeCursor.generation === queue.generation) return undefined;
+      const openLeaf = flank.pageLeafId(state.openLeafId) === state.openLeafId ? flank.pageCount(state.openLeafId) : 0;
+      return state.closedEvents + openLeaf + queue.length;
+    } catch (err) {
+      if (err instanceof CorruptionError) return undefined;
+      throw err;
+    } finally {
+      for (const region of regions) region.close();
+    }
   }
 
   private openStreamFiles(entry: StreamEntry, rebuild: boolean): Stream {

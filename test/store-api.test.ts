@@ -89,7 +89,7 @@ describe('store API', () => {
     // Every leaf on SSD comes back; only the open leaf, which lived in PMem alone, is lost.
     expect(events).toEqual(all.slice(0, events.length));
     expect(events.length).toBeGreaterThanOrEqual(5000 - Math.max(inOpenLeaf, 34));
-    expect(rebuilt.rebuildReport()).toEqual([{ stream: 'stock', leaves: expect.any(Number), events: events.length }]);
+    expect(rebuilt.rebuildReport()).toEqual([{ stream: 'stock', leaves: expect.any(Number), events: events.length, lostEvents: undefined }]);
     expect(rebuilt.verify({ full: true })).toEqual({ stock: [] });
     expect(stock.aggregate(0, 5000).count).toBe(events.length);
     stock.append(event(events.length));
@@ -145,6 +145,26 @@ describe('store API', () => {
     const rebuilt = open(dir, { pmemDir, rebuild: true });
     expect(rebuilt.rebuildReport()[0]?.events).toBeGreaterThan(2900);
     expect(rebuilt.verify({ full: true })).toEqual({ stock: [] });
+    rebuilt.close();
+  });
+
+  it('reports the events a rebuild could not bring back when the damaged PMem files still count them', () => {
+    const { dir, pmemDir } = dirs();
+    const db = open(dir, { pmemDir, nodeSize: 1024 });
+    const stock = db.createStream('stock', STOCK);
+    stock.appendBatch(Array.from({ length: 3000 }, (_, i) => event(i)));
+    stock.append(event(10)); // late: only in the PMem queue
+    db.close();
+    const [storeDir] = readdirSync(pmemDir);
+    const nodes = join(pmemDir, storeDir!, 'stream-0.nodes');
+    const bytes = readFileSync(nodes);
+    bytes[8] = bytes[8]! ^ 0xff; // the index-node file's header: foreign now
+    writeFileSync(nodes, bytes);
+    const rebuilt = open(dir, { pmemDir, rebuild: true });
+    const [report] = rebuilt.rebuildReport();
+    expect(report!.events).toBe(rebuilt.stream('stock').stats().events);
+    expect(report!.lostEvents, 'the open leaf and the queued late event').toBe(3001 - report!.events);
+    expect(report!.lostEvents).toBeGreaterThan(1);
     rebuilt.close();
   });
 
