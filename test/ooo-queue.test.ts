@@ -43,7 +43,7 @@ describe('OooQueue', () => {
     }
   });
 
-  it('verifies only the slots after the trusted count, and those stop at the first bad one', () => {
+  it('verifies only the slots after the trusted count: an acknowledged one that fails is damage, an unacknowledged one a torn insert', () => {
     const { region, queue } = newQueue();
     for (let i = 0; i < TRUST_EVERY; i++) insert(queue, i, i);
     queue.persistPending();
@@ -51,13 +51,22 @@ describe('OooQueue', () => {
       insert(queue, i, i);
       queue.persistPending();
     }
+    insert(queue, 99, 99);
+    insert(queue, 98, 98);
+    region.persist(512 + (TRUST_EVERY + 10) * queue.slotBytes, 2 * queue.slotBytes); // written back, never acknowledged
     const image = region.crash(1);
     const rowByte = (slot: number) => 512 + slot * queue.slotBytes + 6;
-    image[rowByte(TRUST_EVERY + 5)]! ^= 1;
-    expect(reopen(image).length).toBe(TRUST_EVERY + 5);
+    expect(reopen(image.slice()).length, 'unacknowledged but intact slots are kept').toBe(TRUST_EVERY + 12);
+    const torn = image.slice();
+    torn[rowByte(TRUST_EVERY + 10)]! ^= 1;
+    expect(reopen(torn).length, 'the queue ends at a torn unacknowledged slot').toBe(TRUST_EVERY + 10);
+    const damaged = image.slice();
+    damaged[rowByte(TRUST_EVERY + 5)]! ^= 1;
+    expect(() => reopen(damaged)).toThrow(/slot 1029 was acknowledged/);
     // A trusted slot is not read again at open (verify() checks it).
-    image[rowByte(3)]! ^= 1;
-    expect(reopen(image).length).toBe(TRUST_EVERY + 5);
+    const trusted = image.slice();
+    trusted[rowByte(3)]! ^= 1;
+    expect(reopen(trusted).length).toBe(TRUST_EVERY + 12);
   });
 
   it('is emptied by one store: after reset() no old slot verifies, even with its bytes intact', () => {

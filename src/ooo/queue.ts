@@ -8,12 +8,17 @@
 //   260  u32  trusted count  }
 //   264  i64  newest timestamp among slots [0, covered) of generation `covered generation`
 //   272  u32  covered generation, 276 u32 covered (how many slots the newest timestamp covers)
+//   280  u32  acknowledged generation } one aligned 8-byte word: slots [0, acknowledged) of that
+//   284  u32  acknowledged count      } generation were persisted before their appends returned
 //   512 + i * slotBytes      slot i:
 //     0  u32  check word: CRC-32 of the row, seeded with (generation, i)
 //     4  row (rowBytes, the stream's row layout), then zero padding to a multiple of 8
 //
 // Persistence rules:
-//   * insert: row and check word written, then the slot persisted - before the append returns;
+//   * insert: row and check word written, then the slot persisted, then the acknowledged word
+//     (generation, slots persisted) stored and persisted - before the append returns. At open a
+//     slot below the acknowledged count that fails its check was damaged after it was
+//     acknowledged: the queue is refused (CorruptionError), never silently cut there;
 //   * every TRUST_EVERY inserts: the newest timestamp so far is persisted, then its coverage
 //     word, then the state word's trusted count (slots below it were all persisted and verify).
 //     open() checks only the slots after the trusted count, up to the first failure, and finds
@@ -37,6 +42,8 @@ const TRUSTED_OFFSET = STATE_BLOCK_OFFSET + 4;
 const NEWEST_OFFSET = STATE_BLOCK_OFFSET + 8;
 const COVERED_GENERATION_OFFSET = STATE_BLOCK_OFFSET + 16;
 const COVERED_OFFSET = STATE_BLOCK_OFFSET + 20;
+const ACKNOWLEDGED_GENERATION_OFFSET = STATE_BLOCK_OFFSET + 24;
+const ACKNOWLEDGED_OFFSET = STATE_BLOCK_OFFSET + 28;
 /** Inserts between two advances of the trusted count: bounds open()'s verification work. */
 export const TRUST_EVERY = 1024;
 const INITIAL_SLOTS = 1024;
@@ -146,6 +153,10 @@ export class OooQueue {
     if (this.persisted === this.used) return;
     this.array.persistSlots(this.persisted, this.used - this.persisted);
     this.persisted = this.used;
+    const view = this.array.view;
+    view.setUint32(ACKNOWLEDGED_GENERATION_OFFSET, this.generationNumber, true);
+    view.setUint32(ACKNOWLEDGED_OFFSET, this.persisted, true);
+    this.array.region.persist(ACKNOWLEDGED_GENERATION_OFFSET, 8);
     if (this.persisted - this.trusted >= TRUST_EVERY) this.advanceTrust();
   }
 
@@ -177,10 +188,15 @@ export class OooQueue {
     if (this.generationNumber === 0 || this.trusted > fileSlots) {
       throw new CorruptionError(this.array.region.path, GENERATION_OFFSET, `out-of-order queue state: generation ${this.generationNumber}, ${this.trusted} trusted slots of ${fileSlots}`);
     }
+    const view = this.array.view;
+    const acknowledged = view.getUint32(ACKNOWLEDGED_GENERATION_OFFSET, true) === this.generationNumber ? view.getUint32(ACKNOWLEDGED_OFFSET, true) : 0;
+    if (acknowledged > fileSlots) throw new CorruptionError(this.array.region.path, ACKNOWLEDGED_OFFSET, `out-of-order queue: ${acknowledged} acknowledged slots, the file holds ${fileSlots}`);
     let slot = this.trusted;
+    for (; slot < acknowledged; slot++) {
+      if (!this.verifies(slot)) throw new CorruptionError(this.array.region.path, this.array.slotOffset(slot), `out-of-order queue slot ${slot} was acknowledged but fails its check word: its late event is damaged - restore the PMem directory, or open with { rebuild: true } (queued late events are lost then)`);
+    }
     while (slot < fileSlots && this.verifies(slot)) slot++;
     this.used = this.persisted = slot;
-    const view = this.array.view;
     const covered = view.getUint32(COVERED_GENERATION_OFFSET, true) === this.generationNumber ? Math.min(view.getUint32(COVERED_OFFSET, true), this.used) : 0;
     this.newest = covered > 0 ? this.layout.readTimestamp(view, NEWEST_OFFSET) : undefined;
     for (let s = covered; s < this.used; s++) {

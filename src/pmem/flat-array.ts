@@ -10,7 +10,7 @@
 // Persistence rule: the array persists nothing by itself; each user states which slot bytes it
 // persists and when (see the users' opening comments).
 
-import { invariant } from '../errors.js';
+import { CorruptionError, invariant } from '../errors.js';
 import { FILE_HEADER_BYTES, type FileIdentity, verifyFileHeader, writeFileHeader } from './file-header.js';
 import { ATOMIC_WORD_BYTES, type PmemRegion } from './region.js';
 
@@ -24,6 +24,7 @@ export type RegionOpener = (size: number, create: boolean) => PmemRegion;
 export class FlatArray {
   private dataView: DataView;
   private byteView: Uint8Array;
+  private slots: number;
 
   private constructor(
     readonly region: PmemRegion,
@@ -32,6 +33,7 @@ export class FlatArray {
     invariant(slotBytes > 0 && slotBytes % ATOMIC_WORD_BYTES === 0, `slot size ${slotBytes} is not a multiple of 8`);
     this.dataView = new DataView(region.buffer);
     this.byteView = new Uint8Array(region.buffer);
+    this.slots = this.slotsIn(region.size);
   }
 
   /** Creates the file with room for `initialSlots`, writing and persisting its header. */
@@ -50,7 +52,7 @@ export class FlatArray {
   }
 
   get capacity(): number {
-    return Math.floor((this.region.size - SLOTS_OFFSET) / this.slotBytes);
+    return this.slots;
   }
 
   /** The current view over the whole file. Invalidated by ensureCapacity(). */
@@ -62,18 +64,28 @@ export class FlatArray {
     return this.byteView;
   }
 
+  /**
+   * Byte offset of slot `index`. Indexes come from other PMem words (child ids, leaf ids), which
+   * damage can change: one past the file is refused here rather than read out of bounds.
+   */
   slotOffset(index: number): number {
+    if (!(index >= 0 && index < this.slots)) throw new CorruptionError(this.region.path, 0, `slot ${index} named, the file holds ${this.slots}: a damaged reference`);
     return SLOTS_OFFSET + index * this.slotBytes;
+  }
+
+  private slotsIn(size: number): number {
+    return Math.max(0, Math.floor((size - SLOTS_OFFSET) / this.slotBytes));
   }
 
   /** Grows the file (doubling) until slot `index` exists. */
   ensureCapacity(index: number): void {
     if (index < this.capacity) return;
     let size = this.region.size;
-    while (Math.floor((size - SLOTS_OFFSET) / this.slotBytes) <= index) size = SLOTS_OFFSET + 2 * (size - SLOTS_OFFSET);
+    while (this.slotsIn(size) <= index) size = SLOTS_OFFSET + 2 * (size - SLOTS_OFFSET);
     this.region.grow(size);
     this.dataView = new DataView(this.region.buffer);
     this.byteView = new Uint8Array(this.region.buffer);
+    this.slots = this.slotsIn(this.region.size);
   }
 
   persistSlots(first: number, count: number): void {

@@ -169,6 +169,11 @@ export class AggregateArray {
     return [view.getFloat64(base, true), view.getFloat64(base + 8, true)];
   }
 
+  /** The file's path and how many slots it holds now. */
+  get extent(): { readonly path: string; readonly capacity: number } {
+    return { path: this.array.region.path, capacity: this.array.capacity };
+  }
+
   close(): void {
     this.array.close();
   }

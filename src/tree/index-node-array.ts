@@ -81,6 +81,11 @@ export class IndexNodeArray {
   }
 
   /** Records the final entry count of a node that closes; persisted. */
+  /** The file's path and how many slots it holds now. */
+  get extent(): { readonly path: string; readonly capacity: number } {
+    return { path: this.array.region.path, capacity: this.array.capacity };
+  }
+
   close(id: number, count: number): void {
     const at = this.array.slotOffset(id);
     this.array.view.setUint32(at + COUNT_OFFSET, count, true);

@@ -94,12 +94,17 @@ export class TranslationArray {
    */
   truncate(count: number, written: number): void {
     const end = Math.min(written, this.array.capacity);
-    if (count < end) this.array.bytes.fill(0, this.array.slotOffset(count), this.array.slotOffset(end));
+    if (count < end) this.array.bytes.fill(0, this.array.slotOffset(count), this.array.slotOffset(end - 1) + this.array.slotBytes);
     if (count < this.durable) {
       this.array.view.setUint32(DURABLE_COUNT_OFFSET, count, true);
       this.array.region.persist(DURABLE_COUNT_OFFSET, 4);
       this.durable = count;
     }
+  }
+
+  /** The file's path and how many slots it holds now. */
+  get extent(): { readonly path: string; readonly capacity: number } {
+    return { path: this.array.region.path, capacity: this.array.capacity };
   }
 
   close(): void {

@@ -118,6 +118,8 @@ export class Tree {
     if (this.state.rebuilding && options.rebuildFromLeafFile !== true) {
       throw new CorruptionError(flank.region.path, 0, 'a rebuild of this stream from its leaf file was interrupted; open with { rebuild: true } to run it again (the leaf file is intact)');
     }
+    this.checkRootIsNewest();
+    this.checkArraysCover();
     this.openCount = this.durableRows = this.checkOpenPage();
     this.durableLeaves = 0;
     if (options.rebuildFromLeafFile === true) this.adoptLeafFile();
@@ -588,6 +590,37 @@ export class Tree {
       this.durableLeaves++;
     }
     if (durable.length > 0) this.parts.translation.persistThrough(this.durableLeaves, false);
+  }
+
+  /**
+   * The flank keeps two root record copies and takes the newest that verifies: a torn commit
+   * leaves the previous one. But if the leaf the newest commit would have opened already holds
+   * rows (appends follow the commit that opens a leaf), that commit did complete: its copy was
+   * damaged since, and the previous one would silently drop those rows.
+   */
+  private checkRootIsNewest(): void {
+    const { flank } = this.parts;
+    const next = this.state.openLeafId + 1;
+    if (flank.pageLeafId(next) === next && flank.pageLineage(next) === undefined && flank.pageCount(next) > 0) {
+      throw new CorruptionError(flank.region.path, 0, `the newest root record is damaged: leaf ${next} holds rows though the record that verifies has leaf ${next - 1} open - restore the PMem directory, or open with { rebuild: true }`);
+    }
+  }
+
+  /** Every slot the committed tree names must exist in its PMem arrays (a truncated file is damage). */
+  private checkArraysCover(): void {
+    const { nodes, nodeAggregates, leafAggregates, translation } = this.parts;
+    const openNodes = new Set(this.state.levels.map((level) => level.nodeId));
+    let closedNodes = this.state.nextIndexNodeId;
+    while (closedNodes > 0 && openNodes.has(closedNodes - 1)) closedNodes--;
+    const needs: [string, { readonly capacity: number; readonly path: string }, number][] = [
+      ['index-node array', nodes.extent, this.state.nextIndexNodeId],
+      ['index-node aggregates', nodeAggregates.extent, closedNodes],
+      ['leaf aggregates', leafAggregates.extent, this.state.openLeafId],
+      ['translation array', translation.extent, translation.durableCount],
+    ];
+    for (const [what, file, needed] of needs) {
+      if (file.capacity < needed) throw new CorruptionError(file.path, 0, `the ${what} holds ${file.capacity} slots, the tree names ${needed}: the file was truncated`);
+    }
   }
 
   /** Checks the open leaf's page and returns how many of its rows survived. */
