@@ -7,7 +7,7 @@ import { BoundsError, MisuseError } from '../src/errors.js';
 import { SimulatedMedia } from '../src/media.js';
 import { Store, open } from '../src/store.js';
 import { Random } from '../src/util/random.js';
-import { STOCK, type StockEvent } from './model.js';
+import { CAMPAIGN_TIMEOUT_MS, STOCK, type StockEvent } from './model.js';
 
 const roots: string[] = [];
 afterEach(() => {
@@ -213,5 +213,5 @@ describe('consumers across power failures', () => {
       }
     }
     console.log(`consumer crash points: ${done}, duplicates or gaps: 0`);
-  }, 300_000);
+  }, CAMPAIGN_TIMEOUT_MS);
 });

@@ -12,7 +12,7 @@ import { LeafFile, type RecoveredLeaf } from '../src/ssd/leaf-file.js';
 import { Store } from '../src/store.js';
 import { Random } from '../src/util/random.js';
 import { MUTATION_KINDS, type MutationKind, mutate } from './fuzz/mutate.js';
-import { STOCK, type StockEvent } from './model.js';
+import { CAMPAIGN_TIMEOUT_MS, STOCK, type StockEvent } from './model.js';
 
 // Corruption fuzzing (LevelDB's corruption_test, SQLite's dbfuzz): damaged copies of every file
 // a store has - manifest, leaf file, each PMem file - must give a typed error or a correct
@@ -147,7 +147,7 @@ describe('corruption fuzzing', () => {
       expectTypedOrCorrect(`store mutant ${i}: ${kind} of ${name}`, () => openAndCompare(withFile(built.media, name, damaged), built));
     }
     console.log(`store mutants: ${STORE_MUTANTS} (${[...byKind].map(([k, n]) => `${k} ${n}`).join(', ')}) in ${Math.round(performance.now() - start)} ms`);
-  }, 600_000);
+  }, CAMPAIGN_TIMEOUT_MS);
 
   it('regressions it found: each is refused with a CorruptionError, not misread', () => {
     const built = buildStore(2, true);
@@ -220,7 +220,7 @@ describe('corruption fuzzing', () => {
     }
     console.log(`decoder mutants: ${DECODER_MUTANTS} in ${Math.round(performance.now() - start)} ms`);
     console.log(`corruption mutants: ${DECODER_MUTANTS + STORE_MUTANTS}, typed errors: ${counts['typed error']} (invariant errors: ${counts.invariant}), correct answers: ${counts.correct}, wrong answers flagged by verify: ${counts['flagged by verify']}, crashes: 0, silent wrong answers: 0`);
-  }, 600_000);
+  }, CAMPAIGN_TIMEOUT_MS);
 });
 
 function wrong(what: string): never {

@@ -6,6 +6,7 @@ import { describe, expect, it } from 'vitest';
 import { open } from '../src/index.js';
 import { Random } from '../src/util/random.js';
 import { lateStockEventAt, stockEventAt } from './fixtures/stock-sequence.js';
+import { CAMPAIGN_TIMEOUT_MS } from './model.js';
 
 // Real process crashes: a child ingesting is killed with SIGKILL at a random moment; the store
 // must reopen with every event the child reported durable, in order, and nothing else.
@@ -57,7 +58,7 @@ describe('kill -9 while ingesting', () => {
         }
       }
       console.log(`kill -9 runs (flushEvery ${flushEvery}): ${RUNS / 2}, lost: 0`);
-    }, 600_000);
+    }, CAMPAIGN_TIMEOUT_MS);
   }
 
   it('keeps every reported-durable event when every 7th is late, through queue inserts and merges', async () => {
@@ -89,5 +90,5 @@ describe('kill -9 while ingesting', () => {
       }
     }
     console.log(`kill -9 runs with late events: ${runs}, lost: 0`);
-  }, 600_000);
+  }, CAMPAIGN_TIMEOUT_MS);
 });

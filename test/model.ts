@@ -80,3 +80,6 @@ export function expectAggregatesClose(actual: Record<string, unknown>, expected:
   }
   if (problems.length > 0) throw new Error(`aggregate mismatch: ${problems.join('; ')}`);
 }
+
+/** Time limit of a test of the reliability campaign: ten minutes, none in `npm run test:long` (it scales the counts up). */
+export const CAMPAIGN_TIMEOUT_MS = process.env.CHRONOTIER_LONG === '1' ? 24 * 3_600_000 : 600_000;

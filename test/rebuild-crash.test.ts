@@ -3,7 +3,7 @@ import { CorruptionError } from '../src/errors.js';
 import { SimulatedMedia } from '../src/media.js';
 import { Store } from '../src/store.js';
 import { Random } from '../src/util/random.js';
-import { STOCK, type StockEvent } from './model.js';
+import { CAMPAIGN_TIMEOUT_MS, STOCK, type StockEvent } from './model.js';
 
 // A rebuild from SSD (open with { rebuild: true }) replaces a stream's PMem files with new,
 // empty ones and then adopts the leaf file. Power fails at every write-back of it: whatever
@@ -78,5 +78,5 @@ describe('power failure during a rebuild from SSD', () => {
     }
     console.log(`rebuild crash points: ${points}, lost: 0`);
     expect(points).toBeGreaterThan(20);
-  }, 300_000);
+  }, CAMPAIGN_TIMEOUT_MS);
 });

@@ -2,7 +2,7 @@ import { describe, expect, it } from 'vitest';
 import { SimulatedMedia } from '../src/media.js';
 import { Store } from '../src/store.js';
 import { Random } from '../src/util/random.js';
-import { STOCK, type StockEvent } from './model.js';
+import { CAMPAIGN_TIMEOUT_MS, STOCK, type StockEvent } from './model.js';
 
 // Power failures at random instants of random workloads, on the simulated media: every PMem
 // region loses any word not yet persisted, the leaf file any write not yet synced (torn at a
@@ -149,5 +149,5 @@ describe('power failure at random write-backs', () => {
     // Reached only if every crash point recovered every flushed event.
     console.log(`crash points: ${points}, lost: 0`);
     expect(points).toBeGreaterThanOrEqual(crashes);
-  }, 600_000);
+  }, CAMPAIGN_TIMEOUT_MS);
 });
