@@ -7,8 +7,11 @@
 // Deterministic: a generator with the same seed yields the same stream, chunk after chunk.
 
 import { Random } from '../src/util/random.js';
+import { parseSchema } from '../src/schema.js';
 
 export const STOCK_SCHEMA = { seq: 'u32', symbol: 'u32', price: 'f64', volume: 'u32' } as const;
+/** Bytes of a stored Stock row: the 28-byte event and its hidden lsn. */
+export const STOCK_ROW_BYTES = parseSchema(STOCK_SCHEMA).rowBytes;
 export const SINE_SCHEMA = { a1: 'f64', a2: 'f64', a3: 'f64', a4: 'f64', a5: 'f64', a6: 'f64' } as const;
 
 const SYMBOLS = 100;

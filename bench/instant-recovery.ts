@@ -14,7 +14,7 @@ import { join } from 'node:path';
 import { queueSlotBytes } from '../src/ooo/queue.js';
 import { open } from '../src/store.js';
 import { Random } from '../src/util/random.js';
-import { STOCK_SCHEMA, StockGenerator } from './datasets.js';
+import { STOCK_ROW_BYTES, STOCK_SCHEMA, StockGenerator } from './datasets.js';
 import { type BenchArgs, nowNs, printResult, printTable, round } from './harness.js';
 
 const CHUNK = 65_536;
@@ -33,7 +33,7 @@ async function measure(events: number, queueBytes: number): Promise<Figures> {
   const pmemDir = join('/dev/shm', `chronotier-bench-instant-${events}`);
   for (const path of [dir, pmemDir]) rmSync(path, { recursive: true, force: true });
   mkdirSync(dir, { recursive: true });
-  const queueEvents = Math.floor(queueBytes / queueSlotBytes(28)) - 1;
+  const queueEvents = Math.floor(queueBytes / queueSlotBytes(STOCK_ROW_BYTES)) - 1;
   const random = new Random(17);
   const store = open(dir, { pmemDir, oooQueueBytes: queueBytes });
   const stream = store.createStream('stock', STOCK_SCHEMA);

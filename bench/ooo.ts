@@ -14,7 +14,7 @@ import { join } from 'node:path';
 import { queueSlotBytes } from '../src/ooo/queue.js';
 import { open } from '../src/store.js';
 import type { Stream } from '../src/stream.js';
-import { STOCK_SCHEMA, StockGenerator, type StockColumns, outOfOrderArrivals, permuteStock } from './datasets.js';
+import { STOCK_ROW_BYTES, STOCK_SCHEMA, StockGenerator, type StockColumns, outOfOrderArrivals, permuteStock } from './datasets.js';
 import { type BenchArgs, nowNs, printResult, printTable, round } from './harness.js';
 
 const CHUNK = 65_536;
@@ -71,7 +71,7 @@ export function run(args: BenchArgs): void {
   const inOrder = ingest('inorder', chunked(Int32Array.from({ length: events }, (_, i) => i)), events, queueBytes, expectedVolume);
   const late = FRACTIONS.map((fraction) => ingest(`ooo${fraction * 100}`, chunked(outOfOrderArrivals(events, fraction)), events, queueBytes, expectedVolume));
   const ten = late[2]!;
-  const mergedMib = (ten.queuedBeforeMerge * queueSlotBytes(28)) / 2 ** 20;
+  const mergedMib = (ten.queuedBeforeMerge * queueSlotBytes(STOCK_ROW_BYTES)) / 2 ** 20;
   const ratio = ten.ingestSeconds / inOrder.ingestSeconds;
   printTable(`ingest of ${events.toLocaleString('en-US')} Stock events with late ones (queue ${round(queueBytes / 2 ** 20, 1)} MiB)`, ['workload', 'ingest s', 'ratio to in order', 'merges during ingest', 'queued at end', 'final merge ms'], [
     ['in order', inOrder.ingestSeconds, 1, inOrder.mergesDuringIngest, inOrder.queuedBeforeMerge, inOrder.mergeMs],
