@@ -83,13 +83,13 @@ const COUNT = 1;
 const HEADER_WORDS = 2;
 
 /**
- * Starting a thread costs milliseconds of the caller's time, so the worker is started from the
- * event loop once open() has returned. A program that never yields to the event loop gets the
- * index built inline when it is first needed (a merge, verify) - queries scan until then.
+ * Starting a thread - and zeroing the shared buffer it sorts into (4 bytes a slot: 10 MiB for a
+ * full 100 MiB queue) - costs milliseconds of the caller's time, so both happen from the event
+ * loop once open() has returned. A program that never yields to the event loop gets the index
+ * built inline when it is first needed (a merge, verify) - queries scan until then.
  */
 export class WorkerIndexBuilder implements IndexBuilder {
-  private readonly shared: Int32Array;
-  private worker: Worker | undefined;
+  private running: { readonly worker: Worker; readonly shared: Int32Array } | undefined;
   private sorted: Int32Array | undefined;
   private closed = false;
 
@@ -97,43 +97,45 @@ export class WorkerIndexBuilder implements IndexBuilder {
     private readonly config: Omit<IndexWorkerConfig, 'shared'>,
     private readonly inline: () => Int32Array,
   ) {
-    this.shared = new Int32Array(new SharedArrayBuffer((HEADER_WORDS + config.end) * 4));
     setImmediate(() => this.start());
   }
 
   poll(): Int32Array | undefined {
-    if (this.sorted === undefined && Atomics.load(this.shared, DONE) !== 0) this.adopt();
+    if (this.sorted === undefined && this.running !== undefined && Atomics.load(this.running.shared, DONE) !== 0) this.adopt(this.running);
     return this.sorted;
   }
 
   finish(): Int32Array {
-    if (this.worker === undefined) this.sorted ??= this.inline();
+    const running = this.running;
+    if (running === undefined) this.sorted ??= this.inline();
     while (this.sorted === undefined) {
-      Atomics.wait(this.shared, DONE, 0, 50);
-      if (Atomics.load(this.shared, DONE) !== 0) this.adopt();
+      Atomics.wait(running!.shared, DONE, 0, 50);
+      if (Atomics.load(running!.shared, DONE) !== 0) this.adopt(running!);
     }
     return this.sorted;
   }
 
   close(): void {
     this.closed = true;
-    void this.worker?.terminate();
+    void this.running?.worker.terminate();
   }
 
   private start(): void {
     if (this.closed || this.sorted !== undefined) return;
-    this.worker = new Worker(join(packageRoot(), 'dist', 'src', 'ooo', 'index-builder-worker.js'), { workerData: { ...this.config, shared: this.shared.buffer } });
-    this.worker.unref();
-    this.worker.on('error', () => {
-      Atomics.store(this.shared, DONE, 2);
-      Atomics.notify(this.shared, DONE);
+    const shared = new Int32Array(new SharedArrayBuffer((HEADER_WORDS + this.config.end) * 4));
+    const worker = new Worker(join(packageRoot(), 'dist', 'src', 'ooo', 'index-builder-worker.js'), { workerData: { ...this.config, shared: shared.buffer } });
+    worker.unref();
+    worker.on('error', () => {
+      Atomics.store(shared, DONE, 2);
+      Atomics.notify(shared, DONE);
     });
+    this.running = { worker, shared };
   }
 
   /** Takes the worker's result, or sorts here if the worker failed (it only ever reads). */
-  private adopt(): void {
-    this.sorted = Atomics.load(this.shared, DONE) === 1 ? this.shared.slice(HEADER_WORDS, HEADER_WORDS + this.shared[COUNT]!) : this.inline();
-    void this.worker?.terminate();
+  private adopt({ worker, shared }: NonNullable<WorkerIndexBuilder['running']>): void {
+    this.sorted = Atomics.load(shared, DONE) === 1 ? shared.slice(HEADER_WORDS, HEADER_WORDS + shared[COUNT]!) : this.inline();
+    void worker.terminate();
   }
 }
 
