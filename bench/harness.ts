@@ -1,6 +1,8 @@
 // What every benchmark shares: argument parsing, timing, medians, a printed table, and the one
 // JSON object that must be the last line of its output (the convention all benches follow).
 
+import { lstatSync, readdirSync } from 'node:fs';
+import { join } from 'node:path';
 import { hrtime } from 'node:process';
 
 export interface BenchArgs {
@@ -74,4 +76,26 @@ function formatNumber(value: number): string {
 /** The last line of a benchmark's output: one JSON object. */
 export function printResult(result: Record<string, unknown>): void {
   console.log(JSON.stringify(result));
+}
+
+/** Median microseconds of `samples` calls of `body(i)`, each timed alone; async bodies are awaited. */
+export async function medianMicros(samples: number, body: (i: number) => unknown): Promise<number> {
+  const times: number[] = [];
+  for (let i = 0; i < samples; i++) {
+    const start = nowNs();
+    await body(i);
+    times.push(nowNs() - start);
+  }
+  return median(times) / 1000;
+}
+
+/**
+ * Bytes a file or directory tree really occupies (allocated blocks, not apparent size: LMDB's
+ * map file and DuckDB's database file are sparse or preallocated).
+ */
+export function diskBytes(path: string): number {
+  const stat = lstatSync(path, { throwIfNoEntry: false });
+  if (stat === undefined) return 0;
+  if (!stat.isDirectory()) return stat.blocks * 512;
+  return readdirSync(path).reduce((sum, name) => sum + diskBytes(join(path, name)), 0);
 }

@@ -11,6 +11,7 @@ const BENCHES: Record<string, () => Promise<{ run(args: ReturnType<typeof parseA
   ooo: () => import('./ooo.js'),
   'ooo-queue': () => import('./ooo-queue.js'),
   'instant-recovery': () => import('./instant-recovery.js'),
+  peers: () => import('./peers.js'),
 };
 
 async function main(): Promise<void> {
