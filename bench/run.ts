@@ -12,6 +12,7 @@ const BENCHES: Record<string, () => Promise<{ run(args: ReturnType<typeof parseA
   'ooo-queue': () => import('./ooo-queue.js'),
   'instant-recovery': () => import('./instant-recovery.js'),
   peers: () => import('./peers.js'),
+  'flush-sweep': () => import('./flush-sweep.js'),
 };
 
 async function main(): Promise<void> {
