@@ -13,6 +13,7 @@ const BENCHES: Record<string, () => Promise<{ run(args: ReturnType<typeof parseA
   'instant-recovery': () => import('./instant-recovery.js'),
   peers: () => import('./peers.js'),
   'flush-sweep': () => import('./flush-sweep.js'),
+  translation: () => import('./translation.js'),
 };
 
 async function main(): Promise<void> {
