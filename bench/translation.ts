@@ -129,6 +129,8 @@ interface VariantResult {
   update_ns: number;
   lookup_ns: number;
   recovery_ms: number;
+  /** Leaf-file records the recovery had to read to re-derive translations the structure had not kept. */
+  records_rescanned: number;
 }
 
 function timeUpdatesAndLookups(translation: Translation, locations: Locations, lookups: Int32Array, afterSet: (id: number) => void): { update_ns: number; lookup_ns: number } {
@@ -164,7 +166,7 @@ function medianRecoveryMs(runs: number, recover: () => void): number {
   return round(median(times) / 1e6, 3);
 }
 
-function dramVariant(leafPath: string, locations: Locations, lookups: Int32Array): VariantResult & { records_rescanned: number } {
+function dramVariant(leafPath: string, locations: Locations, lookups: Int32Array): VariantResult {
   const timed = timeUpdatesAndLookups(new DramTranslation(), locations, lookups, () => {});
   const recovery = medianRecoveryMs(3, () => {
     const rebuilt = new DramTranslation();
