@@ -174,7 +174,9 @@ export class TimeIndex {
 /**
  * Sorts `slots` (given in increasing slot order) by timestamp, keeping slot order among equal
  * timestamps: an LSD radix sort on the raw little-endian int64 timestamp at `offsetOf(slot)` in
- * `view` - four stable 16-bit passes, no comparisons, the same for number and bigint streams.
+ * `view` - stable passes, no comparisons, the same for number and bigint streams. Digits are 8
+ * bits for up to 64 Ki slots (a block's run, a query's result: the counting arrays stay small
+ * next to the input) and 16 bits beyond; a digit all timestamps share costs no pass.
  */
 export function sortByTime(slots: Int32Array, view: DataView, offsetOf: (slot: number) => number): Int32Array {
   const n = slots.length;
@@ -185,21 +187,22 @@ export function sortByTime(slots: Int32Array, view: DataView, offsetOf: (slot: n
     low[i] = view.getUint32(at, true);
     high[i] = (view.getUint32(at + 4, true) ^ 0x80000000) >>> 0;
   }
+  const digitBits = n <= 1 << 16 ? 8 : 16;
+  const digitMask = (1 << digitBits) - 1;
   let order = new Int32Array(n);
   for (let i = 0; i < n; i++) order[i] = i;
   let spare = new Int32Array(n);
-  for (const [words, shift] of [
-    [low, 0],
-    [low, 16],
-    [high, 0],
-    [high, 16],
-  ] as const) {
-    const counts = new Uint32Array(65_537);
-    for (let i = 0; i < n; i++) counts[((words[i]! >>> shift) & 0xffff) + 1]!++;
+  const counts = new Uint32Array(digitMask + 2);
+  for (let bit = 0; bit < 64 && n > 1; bit += digitBits) {
+    const words = bit < 32 ? low : high;
+    const shift = bit & 31;
+    counts.fill(0);
+    for (let i = 0; i < n; i++) counts[((words[i]! >>> shift) & digitMask) + 1]!++;
+    if (counts[((words[0]! >>> shift) & digitMask) + 1] === n) continue;
     for (let d = 1; d < counts.length; d++) counts[d]! += counts[d - 1]!;
     for (let i = 0; i < n; i++) {
       const item = order[i]!;
-      spare[counts[(words[item]! >>> shift) & 0xffff]!++] = item;
+      spare[counts[(words[item]! >>> shift) & digitMask]!++] = item;
     }
     [order, spare] = [spare, order];
   }
