@@ -212,7 +212,7 @@ export class Store {
     AggregateArray.create(leafAggregates, layout, storeId, entry.id, 'leaf').close();
     AggregateArray.create(nodeAggregates, layout, storeId, entry.id, 'index').close();
     TranslationArray.create(translation, storeId, entry.id).close();
-    OooQueue.create(queue, layout, storeId, entry.id);
+    OooQueue.create(queue, layout, storeId, entry.id, this.options.oooQueueBytes);
     ConsumerSlots.create(consumers, storeId, entry.id);
   }
 
@@ -339,8 +339,7 @@ export class Store {
     const paths = this.media.pathsForWorker(regionName(entry, 'ooo'), leafFileName(entry));
     if (paths === undefined) return new InlineIndexBuilder(base, SIMULATED_SCANNING_QUERIES);
     if (base.end < WORKER_INDEX_MIN_SLOTS) return new InlineIndexBuilder(base, 0);
-    const firstRowOffset = base.offsetOf(0);
-    return new WorkerIndexBuilder({ queuePath: paths.regionPath, end: base.end, cursor: base.cursor, firstRowOffset, slotBytes: base.offsetOf(1) - firstRowOffset }, () => sortBase(base));
+    return new WorkerIndexBuilder({ queuePath: paths.regionPath, end: base.end, cursor: base.cursor, geometry: base.geometry }, () => sortBase(base));
   }
 
   private closeFiles(open: OpenStream): void {

@@ -69,6 +69,43 @@ describe('instant recovery', () => {
     reopened.close();
   });
 
+  it('answers like the model at random moments of the background rebuild, through many sorted runs, with late appends in between', async () => {
+    const root = mkdtempSync(join(tmpdir(), 'chronotier-instant-'));
+    const pmemDir = mkdtempSync('/dev/shm/chronotier-instant-');
+    roots.push(root, pmemDir);
+    const dir = join(root, 'store');
+    const model = new StockModel();
+    const random = new Random(11);
+    // 8 MiB: blocks of 1024 slots, so 120,000 late events lie in over a hundred runs and a tail.
+    const options = { pmemDir, leafWriter: 'inline', oooQueueBytes: 8 * 2 ** 20 } as const;
+    const store = open(dir, options);
+    const stream = store.createStream('stock', STOCK);
+    const inOrder = Array.from({ length: 50_000 }, (_, i) => eventAt(i, i));
+    const late = Array.from({ length: 120_000 }, (_, i) => eventAt(random.nextInt(50_000), 50_000 + i));
+    for (const batch of [inOrder, late.slice(0, 70_001), late.slice(70_001)]) stream.appendBatch(batch);
+    for (const e of [inOrder, late].flat()) model.events.push(e);
+    model.events.sort((a, b) => a.ts - b.ts || a.seq - b.seq);
+    store.close();
+
+    const reopened = open(dir, options);
+    const recovered = reopened.stream('stock');
+    let whileIndexing = 0;
+    for (let q = 0; q < 3000 && recovered.stats().outOfOrder.indexing; q++, whileIndexing++) {
+      queryAndCompare(recovered, model, random, `query ${q} while indexing`);
+      if (random.nextInt(3) === 0) {
+        const extra = eventAt(random.nextInt(50_000), 1_000_000 + q);
+        recovered.append(extra);
+        model.append(extra);
+      }
+      if (random.nextInt(4) === 0) await new Promise((resolve) => setTimeout(resolve, random.nextInt(3)));
+    }
+    expect(whileIndexing, 'some queries ran before the index was ready').toBeGreaterThan(0);
+    queryAndCompare(recovered, model, random, 'after the rebuild');
+    expect(recovered.verify({ full: true })).toEqual([]);
+    expect([...recovered.replay()]).toEqual(model.events);
+    reopened.close();
+  });
+
   it('opens before finishing a merge a crash interrupted; queries see every event once meanwhile, the next late event finishes it', () => {
     const model = new StockModel();
     const media = new SimulatedMedia();

@@ -3,6 +3,7 @@
 
 import { workerData } from 'node:worker_threads';
 import { NativeRegion } from '../pmem/native-region.js';
+import { queueRowOffset } from './queue.js';
 import { INDEX_WORKER_COUNT, INDEX_WORKER_DONE, INDEX_WORKER_HEADER_WORDS, type IndexWorkerConfig, sortBase } from './index-builder.js';
 
 const config = workerData as IndexWorkerConfig;
@@ -11,7 +12,7 @@ let outcome = 2;
 try {
   const region = NativeRegion.open(config.queuePath, { create: false });
   try {
-    const sorted = sortBase({ end: config.end, cursor: config.cursor, view: new DataView(region.buffer), offsetOf: (slot) => config.firstRowOffset + slot * config.slotBytes });
+    const sorted = sortBase({ end: config.end, cursor: config.cursor, view: new DataView(region.buffer), geometry: config.geometry, offsetOf: (slot) => queueRowOffset(config.geometry, slot) });
     shared.set(sorted, INDEX_WORKER_HEADER_WORDS);
     shared[INDEX_WORKER_COUNT] = sorted.length;
     outcome = 1;

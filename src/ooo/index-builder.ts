@@ -11,6 +11,7 @@ import { join } from 'node:path';
 import { Worker } from 'node:worker_threads';
 import { packageRoot } from '../native.js';
 import type { MergeCursor } from '../tree/flank.js';
+import type { QueueGeometry } from './queue.js';
 import { sortByTime } from './time-index.js';
 
 export interface IndexBuilder {
@@ -25,7 +26,10 @@ export interface IndexBuilder {
 export interface BaseSlots {
   readonly end: number;
   readonly cursor: MergeCursor | undefined;
+  /** The queue file's current view (a getter: the file may grow and be remapped meanwhile). */
   readonly view: DataView;
+  /** Where slots lie in the file, for a worker that maps it itself. */
+  readonly geometry: QueueGeometry;
   offsetOf(slot: number): number;
 }
 
@@ -71,9 +75,7 @@ export interface IndexWorkerConfig {
   readonly queuePath: string;
   readonly end: number;
   readonly cursor: MergeCursor | undefined;
-  /** Byte offset of slot 0's row; slot i's is slotBytes further on per slot. */
-  readonly firstRowOffset: number;
-  readonly slotBytes: number;
+  readonly geometry: QueueGeometry;
   /** [0] = 1 once done (2 on failure), [1] = live slots; then the sorted slots. */
   readonly shared: SharedArrayBuffer;
 }

@@ -3,7 +3,8 @@
 // has already put into the tree are not indexed, so every event is counted once.
 //
 // After open, the slots the queue already held are indexed in the background (index-builder.ts):
-// until they are, queries scan those slots - correct, only slower - and a merge waits for them.
+// until they are, queries answer them through the queue's sorted runs (recovered-slots.ts) -
+// binary searches, not a scan of the queue - and a merge waits for them.
 //
 // Readers (range and replay iterators, snapshots) fix the slots they will read when they start
 // (LateRows). When the queue is emptied after a merge, the rows of every live reader are copied
@@ -13,8 +14,9 @@ import type { Aggregate } from '../tree/aggregate-array.js';
 import type { MergeCursor } from '../tree/flank.js';
 import type { RowLayout, Timestamp } from '../tree/row-layout.js';
 import type { OooQueue } from './queue.js';
-import { type BaseSlots, type IndexBuilder, belowCursor } from './index-builder.js';
-import { TimeIndex, sortByTime } from './time-index.js';
+import type { BaseSlots, IndexBuilder } from './index-builder.js';
+import { RecoveredSlots, highestTimestamp, lowestTimestamp } from './recovered-slots.js';
+import { TimeIndex } from './time-index.js';
 
 /** A row found in the queue or a snapshot: valid until the next call that moves the reader. */
 export interface QueueRow {
@@ -44,7 +46,7 @@ export class LateQueue implements LateEvents {
   private readonly sortedIndex: TimeIndex;
   private readers = new Set<WeakRef<LateRows>>();
   /** The slots held at open, while their sort is under way; the index holds only later slots. */
-  private base: { readonly end: number; readonly cursor: MergeCursor | undefined; readonly builder: IndexBuilder; count: number | undefined } | undefined;
+  private base: { readonly recovered: RecoveredSlots; readonly builder: IndexBuilder } | undefined;
 
   constructor(
     readonly queue: OooQueue,
@@ -54,8 +56,17 @@ export class LateQueue implements LateEvents {
   ) {
     this.sortedIndex = new TimeIndex((slot) => queue.timestamp(slot));
     if (queue.length === 0 || isComplete(cursor, queue.generation)) return;
-    const base = { end: queue.length, cursor: cursor.generation === queue.generation ? cursor : undefined, view: queue.view, offsetOf: (slot: number) => queue.rowOffset(slot) };
-    this.base = { end: base.end, cursor: base.cursor, builder: startBuilder(base), count: base.cursor === undefined ? base.end : undefined };
+    const recovered = new RecoveredSlots(queue, layout, queue.length, cursor.generation === queue.generation ? cursor : undefined);
+    const base: BaseSlots = {
+      end: recovered.end,
+      cursor: recovered.cursor,
+      get view() {
+        return queue.view;
+      },
+      geometry: queue.geometry,
+      offsetOf: (slot: number) => queue.rowOffset(slot),
+    };
+    this.base = { recovered, builder: startBuilder(base) };
   }
 
   /** The index over every late event, once the background sort has delivered (it waits for it). */
@@ -78,7 +89,7 @@ export class LateQueue implements LateEvents {
   /** Late events not yet in the tree. */
   get size(): number {
     this.adoptBase(false);
-    return this.sortedIndex.size + (this.base === undefined ? 0 : this.baseCount(this.base));
+    return this.sortedIndex.size + (this.base?.recovered.count() ?? 0);
   }
 
   /** Rows copied to DRAM for readers that outlived a merge, and readers holding queue slots. */
@@ -113,20 +124,15 @@ export class LateQueue implements LateEvents {
     const view = this.queue.view;
     const add = (slot: number) => total.addRows(this.layout, view, this.queue.rowOffset(slot), 0, 1);
     this.sortedIndex.forEachBetween(from, to, add);
-    this.scanBase(from, to, add);
+    this.base?.recovered.forEachBetween(from, to, add);
   }
 
   lastAtOrBefore(ts: Timestamp): QueueRow | undefined {
     this.adoptBase(false);
     let slot = this.sortedIndex.lastAtOrBefore(ts);
     // Base slots arrived before every indexed one: one wins only with a later timestamp.
-    let bestBase = -1;
-    let bestTs: Timestamp = 0;
-    this.scanBase(this.minTimestamp(), ts, (candidate) => {
-      const candidateTs = this.queue.timestamp(candidate);
-      if (bestBase < 0 || candidateTs >= bestTs) [bestBase, bestTs] = [candidate, candidateTs];
-    });
-    if (bestBase >= 0 && (slot < 0 || bestTs > this.queue.timestamp(slot))) slot = bestBase;
+    const bestBase = this.base?.recovered.lastAtOrBefore(ts) ?? -1;
+    if (bestBase >= 0 && (slot < 0 || this.queue.timestamp(bestBase) > this.queue.timestamp(slot))) slot = bestBase;
     return slot < 0 ? undefined : this.row(slot);
   }
 
@@ -138,7 +144,7 @@ export class LateQueue implements LateEvents {
   /** Every late event as it is now, for a snapshot. */
   fixAll(): LateRows {
     this.adoptBase(false);
-    return this.fix(this.base === undefined ? this.sortedIndex.all() : this.slotsBetween(this.minTimestamp(), this.maxTimestamp()));
+    return this.fix(this.base === undefined ? this.sortedIndex.all() : this.slotsBetween(lowestTimestamp(this.layout), highestTimestamp(this.layout)));
   }
 
   /** The slots with from <= ts <= to in index order: the index's, merged with the base's while it is unsorted. */
@@ -146,47 +152,8 @@ export class LateQueue implements LateEvents {
     this.adoptBase(false);
     const indexed = this.sortedIndex.between(from, to);
     if (this.base === undefined) return indexed;
-    const found: number[] = [];
-    this.scanBase(from, to, (slot) => found.push(slot));
-    if (found.length === 0) return indexed;
-    const fromBase = sortByTime(Int32Array.from(found), this.queue.view, (slot) => this.queue.rowOffset(slot));
-    return mergeByTime(fromBase, indexed, (slot) => this.queue.timestamp(slot));
-  }
-
-  /** Calls `visit` for each unsorted base slot with from <= ts <= to (none once the base is indexed). */
-  private scanBase(from: Timestamp, to: Timestamp, visit: (slot: number) => void): void {
-    const base = this.base;
-    if (base === undefined) return;
-    const view = this.queue.view;
-    const first = this.queue.rowOffset(0);
-    const slotBytes = this.queue.slotBytes;
-    const cursor = base.cursor;
-    const wanted = (slot: number, at: number) => cursor === undefined || !belowCursor(view.getBigInt64(at, true), slot, cursor);
-    if (typeof from === 'number' && typeof to === 'number') {
-      // The common case in one tight loop over 32-bit words: a DataView call per slot costs
-      // several times more over a queue of millions (rows and slots are 4-byte aligned).
-      const words = new Int32Array(view.buffer, view.byteOffset, view.byteLength >>> 2);
-      const stride = slotBytes >>> 2;
-      for (let slot = 0, w = first >>> 2; slot < base.end; slot++, w += stride) {
-        const ts = words[w + 1]! * 4294967296 + (words[w]! >>> 0);
-        if (ts >= from && ts <= to && wanted(slot, w << 2)) visit(slot);
-      }
-      return;
-    }
-    const read = this.layout.readTimestamp;
-    for (let slot = 0, at = first; slot < base.end; slot++, at += slotBytes) {
-      const ts = read(view, at);
-      if (ts >= from && ts <= to && wanted(slot, at)) visit(slot);
-    }
-  }
-
-  private baseCount(base: NonNullable<LateQueue['base']>): number {
-    if (base.count === undefined) {
-      let count = 0;
-      this.scanBase(this.minTimestamp(), this.maxTimestamp(), () => count++);
-      base.count = count;
-    }
-    return base.count;
+    const fromBase = this.base.recovered.between(from, to);
+    return fromBase.length === 0 ? indexed : mergeByTime(fromBase, indexed, (slot) => this.queue.timestamp(slot));
   }
 
   /** Puts the base's sorted slots in front of the index's once they are ready (or waits for them). */
@@ -198,14 +165,6 @@ export class LateQueue implements LateEvents {
     this.sortedIndex.build(mergeByTime(sorted, this.sortedIndex.all(), (slot) => this.queue.timestamp(slot)));
     base.builder.close();
     this.base = undefined;
-  }
-
-  private minTimestamp(): Timestamp {
-    return this.layout.timestampColumn === undefined ? -(2n ** 63n) : -Infinity;
-  }
-
-  private maxTimestamp(): Timestamp {
-    return this.layout.timestampColumn === undefined ? 2n ** 63n - 1n : Infinity;
   }
 
   /** Forgets the first `n` events in index order: a merge step put them into the tree. */

@@ -6,7 +6,8 @@
 //          aggregates equal to its rows, every event's lsn handed out once (no two events share
 //          one, none is past the newest: consumers rely on both).
 //   both:  the out-of-order queue - its DRAM index in (ts, arrival) order, no event indexed that
-//          the merge cursor says is in the tree; full mode also checks every slot's check word.
+//          the merge cursor says is in the tree; full mode also checks every slot's check word
+//          and every sorted run (a permutation of its block's slots, in (ts, slot) order).
 
 import { Aggregate } from './aggregate-array.js';
 import { type Timestamp, readLsn } from './row-layout.js';
@@ -52,6 +53,10 @@ class Verifier {
     const merging = cursor.generation === late.queue.generation;
     this.check(slots.length <= late.queue.length, 'out-of-order queue', `the index holds ${slots.length} events, the queue ${late.queue.length}`);
     if (this.full) for (let slot = 0; slot < late.queue.length; slot++) this.check(late.queue.verifies(slot), `out-of-order queue slot ${slot}`, 'its check word does not match its row');
+    for (let block = 0; this.full && block < late.queue.sortedBlocks; block++) {
+      const problem = late.queue.runProblem(block);
+      this.check(problem === undefined, `out-of-order queue run ${block}`, problem ?? '');
+    }
     for (let i = 0; i < slots.length; i++) {
       const slot = slots[i]!;
       const ts = late.timestamp(slot);
