@@ -14,6 +14,7 @@ const BENCHES: Record<string, () => Promise<{ run(args: ReturnType<typeof parseA
   peers: () => import('./peers.js'),
   'flush-sweep': () => import('./flush-sweep.js'),
   translation: () => import('./translation.js'),
+  'node-storage': () => import('./node-storage.js'),
 };
 
 async function main(): Promise<void> {
