@@ -18,8 +18,13 @@ export interface Media {
   /** Opens (or creates, zero-filled, of `size` bytes) a PMem region. */
   openRegion(name: string, size: number, create: boolean): PmemRegion;
   regionExists(name: string): boolean;
-  /** Deletes a region file (a rebuild replaces damaged PMem files). */
+  /** Deletes a region file (a rebuild removes the files an interrupted rebuild of its own left). */
   removeRegion(name: string): void;
+  /**
+   * Renames a region file, replacing any file called `to`; durable when it returns (a rebuild
+   * sets damaged PMem files aside for forensics instead of overwriting them).
+   */
+  renameRegion(from: string, to: string): void;
   openFile(name: string, create: boolean): SsdFile;
   fileExists(name: string): boolean;
   /** Reads a small file whole, or undefined if it does not exist. */
@@ -71,6 +76,22 @@ export class DiskMedia implements Media {
   removeRegion(name: string): void {
     this.volatileRegions.delete(name);
     rmSync(join(this.pmemDir, name), { force: true });
+  }
+
+  renameRegion(from: string, to: string): void {
+    if (this.options.volatileRegions === true) {
+      const region = this.volatileRegions.get(from);
+      if (region === undefined) throw new MisuseError('NOT_FOUND', `volatile region ${from} does not exist`);
+      this.volatileRegions.delete(from);
+      this.volatileRegions.set(to, region);
+      return;
+    }
+    try {
+      renameSync(join(this.pmemDir, from), join(this.pmemDir, to));
+      fsyncPath(this.pmemDir);
+    } catch (err) {
+      toIoError(err, 'rename', join(this.pmemDir, from));
+    }
   }
 
   openFile(name: string, create: boolean): SsdFile {
@@ -163,7 +184,16 @@ export class SimulatedMedia implements Media {
   }
 
   removeRegion(name: string): void {
-    this.regions.delete(name);
+    if (this.regions.delete(name)) this.noteWriteBack();
+  }
+
+  /** Atomic, like rename(2) followed by an fsync of the directory; counted as a write-back, so crash tests cut between renames. */
+  renameRegion(from: string, to: string): void {
+    const region = this.regions.get(from);
+    if (region === undefined) throw new MisuseError('NOT_FOUND', `simulated region ${from} does not exist`);
+    this.regions.delete(from);
+    this.regions.set(to, region);
+    this.noteWriteBack();
   }
 
   openFile(name: string, create: boolean): SsdFile {

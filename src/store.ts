@@ -8,7 +8,7 @@ import { existsSync, readFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { LeafCache } from './cache/leaf-cache.js';
 import { ConsumerSlots } from './consumer/consumer-slots.js';
-import { CorruptionError, MisuseError } from './errors.js';
+import { CorruptionError, MisuseError, invariant } from './errors.js';
 import { EventCodec } from './event-codec.js';
 import { MANIFEST_NAME, type Manifest, type StreamEntry, decodeManifest, encodeManifest } from './manifest.js';
 import { DiskMedia, type Media } from './media.js';
@@ -41,20 +41,46 @@ interface OpenStream {
 /** A stream rebuilt from its leaf file. Events that were only in PMem (the open leaf, leaves not yet written) are not counted: they are gone. */
 export interface RebuildReport {
   readonly stream: string;
+  /** Leaf records adopted from the leaf file (superseded ones included). */
   readonly leaves: number;
   /** Events that came back from the leaf file. */
   readonly events: number;
   /**
    * Events the old PMem files held that could not come back (the open leaf, ring leaves never
-   * written, the out-of-order queue), or undefined when those files are gone or unreadable.
+   * written, the out-of-order queue, leaf records skipped below), or undefined when those files
+   * cannot count them - `lostEventsUnknownReason` says why.
    */
   readonly lostEvents: number | undefined;
+  readonly lostEventsUnknownReason: string | undefined;
+  /** Leaf records that were torn or damaged where the scan of the leaf file stopped (0 or 1). */
+  readonly damagedRecords: number;
+  /**
+   * Intact leaf records after the damaged one, dropped with it (the tree needs every leaf id from
+   * 0 on), and the events they held: lost too, and counted in `lostEvents` when that is known.
+   */
+  readonly skippedRecords: number;
+  readonly skippedEvents: number;
+  /** Bytes cut from the end of the leaf file (the damaged record and everything after it). */
+  readonly cutBytes: number;
+  /** The suffix the damaged PMem files were renamed with (`.damaged-<n>`), kept for forensics; undefined if none were there. */
+  readonly setAside: string | undefined;
+}
+
+/** What a rebuild finds of the PMem files it replaces. */
+interface OldPmemFiles {
+  readonly eventsCounted: number | undefined;
+  readonly uncountedReason: string | undefined;
+  /** The files are those of an interrupted rebuild (flank marked 'rebuilding'): removed, not set aside. */
+  readonly ownInterruptedRebuild: boolean;
+  readonly setAsideAs: string | undefined;
 }
 
 /** Below this many queued events the index is sorted inline on first use: a thread costs more. */
 const WORKER_INDEX_MIN_SLOTS = 65_536;
 /** On simulated media the first queries after open scan the queue, so tests cover that path. */
 const SIMULATED_SCANNING_QUERIES = 8;
+
+const DAMAGED_SUFFIX = (n: number) => `.damaged-${n}`;
 
 const REGION_SUFFIXES = ['flank', 'nodes', 'leaf-aggregates', 'node-aggregates', 'translation', 'ooo', 'consumers'] as const;
 
@@ -219,32 +245,62 @@ export class Store {
   /** Opens a stream; with the rebuild option, one whose PMem files are missing or damaged is rebuilt from SSD. */
   private openStream(entry: StreamEntry): Stream {
     const missing = REGION_SUFFIXES.map((suffix) => regionName(entry, suffix)).filter((name) => !this.media.regionExists(name));
-    let eventsBefore: number | undefined;
     if (missing.length === 0) {
       try {
         return this.openStreamFiles(entry, false);
       } catch (err) {
         if (!(err instanceof CorruptionError) || !this.options.rebuild) throw err;
-        eventsBefore = this.eventsStillCounted(entry);
       }
     } else if (!this.options.rebuild) {
       throw new CorruptionError(missing[0]!, 0, `the PMem files of stream '${entry.name}' are missing (a PMem directory on tmpfs does not survive a reboot); the store cannot open as if empty - restore the PMem directory (${this.manifest.pmemDir}), or open with { rebuild: true } to rebuild it from the leaf file on SSD (events that were only in PMem are lost)`);
     }
+    return this.rebuildStream(entry);
+  }
+
+  /**
+   * Rebuilds a stream's PMem files from its leaf file. Crash-safe at every step (DURABILITY.md,
+   * "Rebuilding from SSD"): the damaged files are renamed aside (kept for forensics), new ones are
+   * created with a flank marked 'rebuilding' - which an ordinary open refuses - and the commit
+   * that adopts the leaf file clears the mark.
+   */
+  private rebuildStream(entry: StreamEntry): Stream {
+    const old = this.inspectOldPmemFiles(entry);
+    this.clearPmemFilesForRebuild(entry, old.ownInterruptedRebuild);
     this.createPmemFiles(entry, true);
     const stream = this.openStreamFiles(entry, true);
-    const stats = stream.stats();
-    this.rebuilt.push({ stream: entry.name, leaves: stats.leaves, events: stats.events, lostEvents: eventsBefore === undefined ? undefined : Math.max(0, eventsBefore - stats.events) });
+    const tree = this.streamsByName.get(entry.name)!.tree;
+    const leafFile = tree.adoptedLeafFile;
+    invariant(leafFile !== undefined, 'a rebuilt tree reports what it adopted');
+    const events = stream.stats().events;
+    const lostEvents = old.eventsCounted === undefined ? undefined : Math.max(0, old.eventsCounted - events);
+    this.rebuilt.push({
+      stream: entry.name,
+      leaves: leafFile.records,
+      events,
+      lostEvents,
+      lostEventsUnknownReason: lostEvents === undefined ? old.uncountedReason : undefined,
+      damagedRecords: leafFile.damagedRecords,
+      skippedRecords: leafFile.skippedRecords,
+      skippedEvents: leafFile.skippedEvents,
+      cutBytes: leafFile.cutBytes,
+      setAside: old.setAsideAs,
+    });
     return stream;
   }
 
   /**
-   * How many events a damaged stream's PMem files still say it held - the flank's committed
-   * count, its open leaf's and the queue's - or undefined if any of them cannot be read (or a
-   * rebuild of it was interrupted, or a merge: then the counts overlap).
+   * What the PMem files a rebuild is about to replace still say: how many events they count (the
+   * flank's committed count, its open leaf's and the queue's), or why that is unknown; and whether
+   * they are an interrupted rebuild's own files (which hold nothing of the old stream).
    */
-  private eventsStillCounted(entry: StreamEntry): number | undefined {
+  private inspectOldPmemFiles(entry: StreamEntry): OldPmemFiles {
     const { storeId } = this.manifest;
     const layout = rowLayout(this.schemaOf(entry));
+    const aside = this.setAsideSuffix(entry);
+    const uncounted = (reason: string, ownInterruptedRebuild = false): OldPmemFiles => ({ eventsCounted: undefined, uncountedReason: reason, ownInterruptedRebuild, setAsideAs: ownInterruptedRebuild ? undefined : aside });
+    if (!this.media.regionExists(regionName(entry, 'flank'))) {
+      return { ...uncounted('the flank file is gone'), setAsideAs: this.anyRegionExists(entry) ? aside : undefined };
+    }
     const regions: PmemRegion[] = [];
     const openRegion = (suffix: (typeof REGION_SUFFIXES)[number]) => {
       const region = this.media.openRegion(regionName(entry, suffix), 0, false);
@@ -254,16 +310,44 @@ export class Store {
     try {
       const flank = Flank.open(openRegion('flank'), flankGeometry(entry, layout.rowBytes), storeId, entry.id);
       const state = flank.readState();
+      if (state.rebuilding) return uncounted('an earlier rebuild was interrupted, and its damaged files were set aside then', true);
+      if (!this.media.regionExists(regionName(entry, 'ooo'))) return uncounted('the out-of-order queue file is gone');
       const queue = OooQueue.open(openRegion('ooo'), layout, storeId, entry.id, this.options.oooQueueBytes);
-      if (state.rebuilding || state.mergeCursor.generation === queue.generation) return undefined;
+      if (state.mergeCursor.generation === queue.generation) return uncounted('a merge of late events was interrupted: the flank and the queue count some events twice');
       const openLeaf = flank.pageLeafId(state.openLeafId) === state.openLeafId ? flank.pageCount(state.openLeafId) : 0;
-      return state.closedEvents + openLeaf + queue.length;
+      return { eventsCounted: state.closedEvents + openLeaf + queue.length, uncountedReason: undefined, ownInterruptedRebuild: false, setAsideAs: aside };
     } catch (err) {
-      if (err instanceof CorruptionError) return undefined;
+      if (err instanceof CorruptionError) return uncounted(`the damaged files cannot say (${err.reason})`);
       throw err;
     } finally {
       for (const region of regions) region.close();
     }
+  }
+
+  /**
+   * Makes room for a rebuild's new PMem files: an interrupted rebuild's own files are removed;
+   * damaged ones are renamed aside with the first `.damaged-<n>` suffix no flank has, the flank
+   * last - so a crash in between leaves the flank in place, and the next attempt picks the same n.
+   */
+  private clearPmemFilesForRebuild(entry: StreamEntry, ownInterruptedRebuild: boolean): void {
+    const suffix = this.setAsideSuffix(entry);
+    for (const kind of [...REGION_SUFFIXES].reverse()) {
+      const name = regionName(entry, kind);
+      if (!this.media.regionExists(name)) continue;
+      if (ownInterruptedRebuild) this.media.removeRegion(name);
+      else this.media.renameRegion(name, `${name}${suffix}`);
+    }
+  }
+
+  /** The set-aside suffix for the stream's damaged files: the first `.damaged-<n>` no flank carries yet. */
+  private setAsideSuffix(entry: StreamEntry): string {
+    let n = 1;
+    while (this.media.regionExists(`${regionName(entry, 'flank')}${DAMAGED_SUFFIX(n)}`)) n++;
+    return DAMAGED_SUFFIX(n);
+  }
+
+  private anyRegionExists(entry: StreamEntry): boolean {
+    return REGION_SUFFIXES.some((suffix) => this.media.regionExists(regionName(entry, suffix)));
   }
 
   private openStreamFiles(entry: StreamEntry, rebuild: boolean): Stream {

@@ -18,7 +18,7 @@ import type { LeafCache, CacheStats } from '../cache/leaf-cache.js';
 import { decodeLeaf, encodeLeaf } from '../leaf/codec.js';
 import type { Schema } from '../schema.js';
 import type { Lineage } from '../tree/flank.js';
-import { RecordKind, encodeRecord, readRecordAt, scanForward } from './record.js';
+import { type FileRecord, RecordKind, encodeRecord, readRecordAt, scanBackward, scanForward } from './record.js';
 import type { SsdFile } from './file.js';
 import { ReadWindow } from './read-window.js';
 
@@ -50,6 +50,10 @@ export interface LeafSink {
   cached(leafId: number): DataView | undefined;
   /** Intact leaf records from `offset` on, in file order, until the first bad one or the end. */
   scanFrom(offset: number): Iterable<RecoveredLeaf>;
+  /** Intact leaf records from the end of the file back (by their trailers), until the first bad one or `stop`. */
+  scanBackTo(stop: number): Iterable<RecoveredLeaf>;
+  /** Bytes in the file. */
+  readonly size: number;
   /** Drops everything after byte `end`. */
   truncate(end: number): void;
 }
@@ -125,12 +129,27 @@ export class LeafFile implements LeafSink {
     // one read brings it in whole, unless the file is damaged into something much larger.
     const tail = this.file.size - offset;
     const source = tail > 0 && tail <= MAX_SCAN_WINDOW_BYTES ? new ReadWindow(this.file.path, offset, this.file.read(offset, tail)) : this.file;
-    for (const { header, payload } of scanForward(source, offset)) {
-      const merged = header.kind === RecordKind.MergedLeaf;
-      if ((!merged && header.kind !== RecordKind.Leaf) || (merged && payload.length < LINEAGE_BYTES)) return;
-      const location = { offset: header.offset, length: header.totalLength };
-      yield { leafId: header.nodeId, location, rows: header.rawLength / this.schema.rowBytes, lineage: merged ? decodeLineage(payload) : undefined };
+    for (const record of scanForward(source, offset)) {
+      const leaf = this.asLeaf(record);
+      if (leaf === undefined) return;
+      yield leaf;
     }
+  }
+
+  *scanBackTo(stop: number): Generator<RecoveredLeaf, void, undefined> {
+    for (const record of scanBackward(this.file)) {
+      const leaf = record.header.offset >= stop ? this.asLeaf(record) : undefined;
+      if (leaf === undefined) return;
+      yield leaf;
+    }
+  }
+
+  /** An intact record as a leaf, or undefined if it is not a (well-formed) leaf record. */
+  private asLeaf({ header, payload }: FileRecord): RecoveredLeaf | undefined {
+    const merged = header.kind === RecordKind.MergedLeaf;
+    if ((!merged && header.kind !== RecordKind.Leaf) || (merged && payload.length < LINEAGE_BYTES)) return undefined;
+    const location = { offset: header.offset, length: header.totalLength };
+    return { leafId: header.nodeId, location, rows: header.rawLength / this.schema.rowBytes, lineage: merged ? decodeLineage(payload) : undefined };
   }
 
   truncate(end: number): void {

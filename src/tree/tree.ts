@@ -67,6 +67,18 @@ export type FlankSource =
   | { readonly kind: 'index'; readonly nodeId: number; readonly level: number; readonly count: number }
   | { readonly kind: 'open-leaf'; readonly leafId: number; readonly count: number };
 
+/** What a rebuild took from the leaf file, and what it had to cut off. */
+export interface AdoptedLeafFile {
+  /** Intact leaf records adopted, from leaf 0 on. */
+  readonly records: number;
+  /** 1 if the scan stopped at a torn, damaged or unexpected record, else 0. */
+  readonly damagedRecords: number;
+  /** Intact records after that one, cut off with it, and the events they held. */
+  readonly skippedRecords: number;
+  readonly skippedEvents: number;
+  readonly cutBytes: number;
+}
+
 export interface LeafRowsView {
   readonly view: DataView;
   readonly offset: number;
@@ -102,6 +114,8 @@ export class Tree {
   /** A merge a crash interrupted, finished before the next late event is queued (or on demand). */
   private mergePending = false;
   readonly mergeStats: MergeStats = { merges: 0, steps: 0, mergedEvents: 0, rewrittenLeaves: 0, milliseconds: 0 };
+  /** Set when this open rebuilt the tree from the leaf file. */
+  adoptedLeafFile: AdoptedLeafFile | undefined;
 
   /** Opens the tree, recovering what a crash left; then starts its leaf writer at the first leaf to write. */
   constructor(
@@ -122,7 +136,7 @@ export class Tree {
     this.checkArraysCover();
     this.openCount = this.durableRows = this.checkOpenPage();
     this.durableLeaves = 0;
-    if (options.rebuildFromLeafFile === true) this.adoptLeafFile();
+    if (options.rebuildFromLeafFile === true) this.adoptedLeafFile = this.adoptLeafFile();
     else this.durableLeaves = this.recoverLeafFile();
     this.late = new LateQueue(parts.queue, parts.layout, this.state.mergeCursor, startIndexBuilder);
     this.writer = startWriter(this.durableLeaves, (leafId, count) => ({
@@ -477,7 +491,7 @@ export class Tree {
    * file is cut after the last intact record. Events that were only in PMem (the open leaf, ring
    * leaves never written, the out-of-order queue) are gone with it. Runs before the writer starts.
    */
-  private adoptLeafFile(): void {
+  private adoptLeafFile(): AdoptedLeafFile {
     const { leaves, translation, leafAggregates, flank } = this.parts;
     const records: RecoveredLeaf[] = [];
     let end = leaves.firstRecordOffset;
@@ -486,6 +500,7 @@ export class Tree {
       records.push(record);
       end = record.location.offset + record.location.length;
     }
+    const cut = this.describeCut(end);
     leaves.truncate(end);
     for (const { leafId, location, rows } of records) {
       const aggregate = new Aggregate(this.layout.numeric.length);
@@ -504,6 +519,22 @@ export class Tree {
     this.state = next;
     this.durableLeaves = records.length;
     translation.persistThrough(this.durableLeaves, true);
+    return { records: records.length, ...cut };
+  }
+
+  /** What cutting the leaf file at `end` drops: the record there, and the intact ones after it (found from the file's end back). */
+  private describeCut(end: number): Omit<AdoptedLeafFile, 'records'> {
+    const { leaves } = this.parts;
+    const cutBytes = leaves.size - end;
+    if (cutBytes <= 0) return { damagedRecords: 0, skippedRecords: 0, skippedEvents: 0, cutBytes: 0 };
+    let skippedRecords = 0;
+    let skippedEvents = 0;
+    for (const record of leaves.scanBackTo(end)) {
+      if (record.location.offset === end) break; // the record the forward scan refused: intact, but unexpected
+      skippedRecords++;
+      skippedEvents += Number.isSafeInteger(record.rows) ? record.rows : 0;
+    }
+    return { damagedRecords: 1, skippedRecords, skippedEvents, cutBytes };
   }
 
   /** Steps 2-5 of a hand-off: the open leaf, whose events `aggregate` sums up, becomes closed. */
