@@ -346,8 +346,15 @@ export class OooQueue {
       throw new CorruptionError(this.array.region.path, GENERATION_OFFSET, `out-of-order queue state: generation ${this.generationNumber}, ${this.trusted} trusted slots of ${fileSlots}`);
     }
     const view = this.array.view;
-    const acknowledged = view.getUint32(ACKNOWLEDGED_GENERATION_OFFSET, true) === this.generationNumber ? view.getUint32(ACKNOWLEDGED_OFFSET, true) : 0;
+    const acknowledgedGeneration = view.getUint32(ACKNOWLEDGED_GENERATION_OFFSET, true);
+    // Emptying the queue advances the generation by one; the acknowledged word follows at the next insert.
+    if (acknowledgedGeneration !== this.generationNumber && acknowledgedGeneration !== this.generationNumber - 1) {
+      throw new CorruptionError(this.array.region.path, GENERATION_OFFSET, `out-of-order queue: generation ${this.generationNumber}, but its acknowledged word names generation ${acknowledgedGeneration}`);
+    }
+    const acknowledged = acknowledgedGeneration === this.generationNumber ? view.getUint32(ACKNOWLEDGED_OFFSET, true) : 0;
     if (acknowledged > fileSlots) throw new CorruptionError(this.array.region.path, ACKNOWLEDGED_OFFSET, `out-of-order queue: ${acknowledged} acknowledged slots, the file holds ${fileSlots}`);
+    // The trusted count is raised only after the slots below it were acknowledged.
+    if (this.trusted > acknowledged) throw new CorruptionError(this.array.region.path, TRUSTED_OFFSET, `out-of-order queue: ${this.trusted} trusted slots, but only ${acknowledged} acknowledged`);
     let slot = this.trusted;
     for (; slot < acknowledged; slot++) {
       if (!this.verifies(slot)) throw new CorruptionError(this.array.region.path, this.rowOffset(slot) - CHECK_BYTES, `out-of-order queue slot ${slot} was acknowledged but fails its check word: its late event is damaged - restore the PMem directory, or open with { rebuild: true } (queued late events are lost then)`);

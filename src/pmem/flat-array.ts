@@ -48,6 +48,8 @@ export class FlatArray {
   /** Opens an existing file; throws CorruptionError if it is not the file `identity` describes. */
   static open(region: PmemRegion, identity: FileIdentity): FlatArray {
     verifyFileHeader(region, identity);
+    // Users read their state block right away: a file cut inside it is damage, not a short read.
+    if (region.size < SLOTS_OFFSET) throw new CorruptionError(region.path, region.size, `file is ${region.size} bytes, shorter than its header and state block (${SLOTS_OFFSET})`);
     return new FlatArray(region, identity.geometry[0] ?? 0);
   }
 

@@ -22,8 +22,12 @@
 //   252 u32  CRC-32 of [0, 252)
 // Leaf page (nodeSize bytes):
 //   0   u32  event count   (a 4-byte aligned store: a crash leaves it old or new, never torn)
-//   4   u32  CRC-32 of the first `count` rows (updated incrementally at each flush)
+//   4   u32  CRC-32 of the first `count` rows (updated incrementally at each flush), seeded: an
+//            empty page's CRC is not 0, so a (count, CRC) word zeroed by damage is refused
+//            instead of read as 'no rows'
 //   8   u32  leaf id the page currently holds
+//   12  u32  1: the CRC chain starts at a seed of the leaf id (pages opened since the seed was
+//            introduced); 0: at 0 (older pages). Shares the leaf id's 8-byte word.
 //   16  u32  lineage: 1 + id of the leaf this one replaces (a merge's copy-on-write), 0 = none
 //   20  u16  lineage: part number, 22 u16 parts (a replaced leaf may split)
 //   64  rows, row-major, rowBytes each
@@ -70,6 +74,7 @@ export const PAGE_HEADER_BYTES = 64;
 const PAGE_COUNT_OFFSET = 0;
 const PAGE_CRC_OFFSET = 4;
 const PAGE_LEAF_OFFSET = 8;
+const PAGE_SEEDED_OFFSET = 12;
 const PAGE_LINEAGE_OFFSET = 16;
 
 export interface OpenIndexNode {
@@ -210,8 +215,9 @@ export class Flank {
   openPage(leafId: number, lineage?: Lineage): void {
     const at = this.pageOffset(leafId);
     this.view.setUint32(at + PAGE_LEAF_OFFSET, leafId, true);
+    this.view.setUint32(at + PAGE_SEEDED_OFFSET, 1, true);
     this.view.setUint32(at + PAGE_COUNT_OFFSET, 0, true);
-    this.view.setUint32(at + PAGE_CRC_OFFSET, 0, true);
+    this.view.setUint32(at + PAGE_CRC_OFFSET, pageCrcSeed(leafId), true);
     this.view.setUint32(at + PAGE_LINEAGE_OFFSET, lineage === undefined ? 0 : lineage.replaces + 1, true);
     this.view.setUint16(at + PAGE_LINEAGE_OFFSET + 4, lineage?.part ?? 0, true);
     this.view.setUint16(at + PAGE_LINEAGE_OFFSET + 6, lineage?.parts ?? 0, true);
@@ -263,8 +269,9 @@ export class Flank {
     const stored = this.words[(header + PAGE_CRC_OFFSET) >>> 2]!;
     const rowBytes = this.geometry.rowBytes;
     const rows = new Uint8Array(this.region.buffer, this.rowsOffset(leafId), this.pageCapacity * rowBytes);
-    if (count <= this.pageCapacity && crc32(rows.subarray(0, count * rowBytes)) === stored) return count;
-    let crc = 0;
+    const seed = this.words[(header + PAGE_SEEDED_OFFSET) >>> 2] === 1 ? pageCrcSeed(leafId) : 0;
+    if (count <= this.pageCapacity && crc32(rows.subarray(0, count * rowBytes), seed) === stored) return count;
+    let crc = seed;
     for (let k = 0; k <= this.pageCapacity; k++) {
       if (k > 0) crc = crc32(rows.subarray((k - 1) * rowBytes, k * rowBytes), crc);
       if (crc === stored) return k;
@@ -306,6 +313,11 @@ export class Flank {
       rebuilding: (view.getUint32(at + FLAGS_OFFSET, true) & REBUILDING_FLAG) !== 0,
     };
   }
+}
+
+/** The CRC of an empty page of leaf `leafId`: never 0, and different for each leaf. */
+function pageCrcSeed(leafId: number): number {
+  return (Math.imul(leafId + 1, 0x9e3779b1) | 1) >>> 0;
 }
 
 function identity(geometry: FlankGeometry, storeId: Uint8Array, streamId: number): FileIdentity {

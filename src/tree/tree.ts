@@ -319,7 +319,8 @@ export class Tree {
     const count = leafAggregates.count(leafId);
     if (leafId >= this.durableLeaves) return { view: this.rows, offset: flank.rowsOffset(leafId), count, inRing: true };
     const location = translation.get(leafId);
-    invariant(location !== undefined, () => `durable leaf ${leafId} has no translation`);
+    // Slots below durableCount were persisted set: an empty one was damaged since.
+    if (location === undefined) throw new CorruptionError(translation.extent.path, 0, `durable leaf ${leafId} has no translation slot: the translation array is damaged - open with { rebuild: true }`);
     return { view: leaves.read(leafId, location, count), offset: 0, count, inRing: false };
   }
 
