@@ -8,59 +8,28 @@
 //   bytes_per_event   leaf file bytes / events (DuckDB: 5.72)
 // Each configuration runs `--repeats` times (default 3) in this process; medians are reported.
 
-import { mkdirSync, rmSync } from 'node:fs';
-import { join } from 'node:path';
-import { DiskMedia } from '../src/media.js';
-import { Store, open } from '../src/store.js';
 import type { Stream } from '../src/stream.js';
+import { PMEM_ROOT, freshStore, objectFeed } from './bench-store.js';
 import { STOCK_SCHEMA, StockGenerator, type StockColumns } from './datasets.js';
 import { type BenchArgs, median, nowNs, printResult, printTable, round } from './harness.js';
 
 const CHUNK = 65_536;
-const PMEM_ROOT = '/dev/shm';
 
 interface Run {
   readonly eps: number;
   readonly bytesPerEvent: number;
 }
 
-function storeDirs(name: string): { dir: string; pmemDir: string } {
-  const dir = join(process.cwd(), 'data', `bench-ingest-${name}`);
-  const pmemDir = join(PMEM_ROOT, `chronotier-bench-ingest-${name}`);
-  for (const path of [dir, pmemDir]) rmSync(path, { recursive: true, force: true });
-  mkdirSync(dir, { recursive: true });
-  return { dir, pmemDir };
-}
-
 function measure(name: string, volatile: boolean, leafWriter: 'worker' | 'inline', events: number, feed: (stream: Stream) => void): Run {
-  const { dir, pmemDir } = storeDirs(name);
-  const store = volatile
-    ? Store.openOn(new DiskMedia(dir, pmemDir, { volatileRegions: true }), { leafWriter }, { storeId: new Uint8Array(16), pmemDir })
-    : open(dir, { pmemDir, leafWriter });
-  const stream = store.createStream('stock', STOCK_SCHEMA);
+  const bench = freshStore(`ingest-${name}`, { leafWriter, dramFlank: volatile });
+  const stream = bench.store.createStream('stock', STOCK_SCHEMA);
   const start = nowNs();
   feed(stream);
   stream.flush();
   const seconds = (nowNs() - start) / 1e9;
   const bytes = stream.stats().bytesOnSsd;
-  store.close();
-  for (const path of [dir, pmemDir]) rmSync(path, { recursive: true, force: true });
+  bench.discard();
   return { eps: events / seconds, bytesPerEvent: bytes / events };
-}
-
-/** Event objects for append(), one chunk reused with shifted timestamps so generation is not timed. */
-function objectFeed(chunk: StockColumns, events: number): (stream: Stream) => void {
-  const objects = Array.from({ length: chunk.ts.length }, (_, i) => ({ ts: 0, seq: chunk.seq[i]!, symbol: chunk.symbol[i]!, price: chunk.price[i]!, volume: chunk.volume[i]! }));
-  return (stream) => {
-    for (let done = 0; done < events; done += objects.length) {
-      const n = Math.min(objects.length, events - done);
-      for (let i = 0; i < n; i++) {
-        const event = objects[i]!;
-        event.ts = done + i;
-        stream.append(event);
-      }
-    }
-  };
 }
 
 export function run(args: BenchArgs): void {
