@@ -46,7 +46,7 @@
 
 import { crc32 } from 'node:zlib';
 import { CorruptionError, invariant } from '../errors.js';
-import { FileKind, verifyFileHeader } from '../pmem/file-header.js';
+import { FileKind, storedGeometryWord, verifyFileHeader } from '../pmem/file-header.js';
 import { FlatArray, SLOTS_OFFSET, STATE_BLOCK_OFFSET } from '../pmem/flat-array.js';
 import type { PmemRegion } from '../pmem/region.js';
 import type { RowLayout, Timestamp } from '../tree/row-layout.js';
@@ -72,7 +72,6 @@ const MAX_BLOCK_SLOTS = 16_384;
 const RUNS_PER_FULL_QUEUE = 128;
 /** The capacity a queue is created for when the caller does not say (the default oooQueueBytes). */
 const DEFAULT_CAPACITY_BYTES = 100 * 2 ** 20;
-const HEADER_GEOMETRY_OFFSET = 32;
 
 /** Bytes of one queue slot for rows of `rowBytes`. */
 export function queueSlotBytes(rowBytes: number): number {
@@ -241,9 +240,9 @@ export class OooQueue {
     invariant(!this.isFull, () => `out-of-order queue full (${this.capacity} slots)`);
     const slot = this.used;
     this.array.ensureCapacity(physicalSlot(this.geometry, slot));
-    const at = this.rowOffset(slot) - CHECK_BYTES;
-    writeRow(this.array.view, at + CHECK_BYTES);
-    this.array.view.setUint32(at, this.checkWord(slot), true);
+    const row = this.rowOffset(slot);
+    writeRow(this.array.view, row);
+    this.array.view.setUint32(row - CHECK_BYTES, this.checkWord(slot, row), true);
     this.used++;
     const ts = this.timestamp(slot);
     if (this.newest === undefined || ts > this.newest) this.newest = ts;
@@ -377,12 +376,12 @@ export class OooQueue {
   /** Whether slot `slot`'s check word matches its row (verify() asks it of every trusted slot). */
   verifies(slot: number): boolean {
     const row = this.rowOffset(slot);
-    return this.array.view.getUint32(row - CHECK_BYTES, true) === this.checkWord(slot);
+    return this.array.view.getUint32(row - CHECK_BYTES, true) === this.checkWord(slot, row);
   }
 
-  private checkWord(slot: number): number {
+  /** The check word of slot `slot`, whose row is at byte `row`. */
+  private checkWord(slot: number, row: number): number {
     const seed = (Math.imul(this.generationNumber, 0x9e3779b1) ^ Math.imul(slot + 1, 0x85ebca77)) >>> 0;
-    const row = this.rowOffset(slot);
     return crc32(this.array.bytes.subarray(row, row + this.rowBytes), seed);
   }
 
@@ -401,8 +400,7 @@ export class OooQueue {
  * verified against it: a damaged value makes that verification fail.
  */
 function blockSlotsOf(region: PmemRegion): number {
-  if (region.size < SLOTS_OFFSET) return MIN_BLOCK_SLOTS; // verifyFileHeader refuses it
-  const blockSlots = new DataView(region.buffer, 0, SLOTS_OFFSET).getUint32(HEADER_GEOMETRY_OFFSET + 8, true);
+  const blockSlots = storedGeometryWord(region, 2);
   const isPowerOfTwo = blockSlots >= MIN_BLOCK_SLOTS && blockSlots <= MAX_BLOCK_SLOTS && (blockSlots & (blockSlots - 1)) === 0;
   return isPowerOfTwo ? blockSlots : MIN_BLOCK_SLOTS;
 }

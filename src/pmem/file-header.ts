@@ -93,6 +93,16 @@ export function verifyFileHeader(region: PmemRegion, expected: FileIdentity): vo
   }
 }
 
+/**
+ * Geometry word `index` as the header stores it, unverified (0 if the file is too short): for a
+ * file whose expected geometry depends on a word chosen at creation. verifyFileHeader() must
+ * still run, with a geometry built from it - a damaged word then fails that check.
+ */
+export function storedGeometryWord(region: PmemRegion, index: number): number {
+  if (region.size < FILE_HEADER_BYTES || index >= MAX_GEOMETRY_WORDS) return 0;
+  return new DataView(region.buffer, 0, FILE_HEADER_BYTES).getUint32(GEOMETRY_OFFSET + 4 * index, true);
+}
+
 function equalBytes(a: Uint8Array, b: Uint8Array): boolean {
   return a.length === b.length && a.every((byte, i) => byte === b[i]);
 }
