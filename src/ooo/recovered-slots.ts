@@ -125,6 +125,8 @@ export class RecoveredSlots {
 
   /** How many slots are live (not yet merged). */
   count(): number {
+    // Without an interrupted merge every slot is live: open() asks, and must not scan the tail.
+    if (this.cursor === undefined) return this.end;
     if (this.liveCount === undefined) {
       let count = 0;
       for (let run = 0; run < this.runs; run++) count += this.queue.blockSlots - this.firstLive(run);
