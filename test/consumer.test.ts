@@ -101,10 +101,11 @@ describe('consumers', () => {
     const { store } = freshStore();
     const stream = store.createStream('stock', STOCK);
     expect(() => stream.consumer('')).toThrow(MisuseError);
-    expect(() => stream.consumer('x'.repeat(48))).toThrow(/1 to 47/);
+    expect(() => stream.consumer('x'.repeat(32))).toThrow(/1 to 31/);
     expect(() => stream.consumer('a', { from: { lsn: 0 } })).toThrow(/from/);
     expect(() => stream.consumer('a', { batchSize: 0 })).toThrow(BoundsError);
     expect(stream.consumers()).toEqual([]);
+    expect(stream.consumer('x'.repeat(31)).committed).toBe(0);
     store.close();
   });
 });

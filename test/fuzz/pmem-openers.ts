@@ -1,9 +1,9 @@
 // Per-file targets for the corruption fuzzer: each PMem file kind of one stream opened on its own
 // from damaged bytes, and read the way open() and queries read it. Microseconds each, so most
 // mutants go here. Checksummed structures (file headers, the flank's root records and page CRCs,
-// queue and consumer check words) must give a typed error or exactly the original; words no
-// checksum covers (index entries, aggregates, translation slots, trusted queue rows, a
-// consumer's committed lsn) may read back different: 'unchecked', left to verify() at store level.
+// queue check words, consumer slots and positions) must give a typed error or exactly the
+// original; words no checksum covers (index entries, aggregates, translation slots, trusted queue
+// rows) may read back different: 'unchecked', left to verify() at store level.
 
 import { inspect, isDeepStrictEqual } from 'node:util';
 import { CorruptionError } from '../../src/errors.js';
@@ -110,7 +110,7 @@ export function pmemTargets(built: BuiltStore): Record<PmemKind, { original: Uin
             if (older !== undefined && isDeepStrictEqual(state, older)) return 'correct';
             return wrong(`flank: ${inspect(result, { depth: 5 })} instead of ${inspect(decoded.flank, { depth: 5 })}`);
           }
-          if (kind === 'consumers') return 'consumer gap';
+          if (kind === 'consumers') return wrong(`consumers: ${inspect(result)} instead of ${inspect(decoded.consumers)}`);
           if (kind === 'queue') {
             const { length } = result as Decoded['queue'];
             // Slots below the trusted count are not re-checked at open (verify({ full }) does); the queue's extent is.

@@ -89,7 +89,6 @@ export function openAndCompare(media: SimulatedMedia, built: BuiltStore): Outcom
     if (correct && positions) return 'correct';
     const violations = Object.values(store.verify({ full: true })).flat();
     if (violations.length > 0) return 'flagged by verify';
-    if (correct) return 'consumer gap';
     throw new Error('a wrong answer that verify({ full: true }) does not see');
   } finally {
     store.close();

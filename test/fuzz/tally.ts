@@ -9,11 +9,9 @@ import { BoundsError, CorruptionError, IoError, MisuseError } from '../../src/er
  * words no checksum covers (index entries, aggregates, translation slots, trusted queue rows):
  * that layer cannot tell (DURABILITY.md); the whole-store mutants hold verify() to finding it.
  */
-export type Outcome = 'typed error' | 'correct' | 'flagged by verify' | 'unchecked' | 'consumer gap' | 'queue gap';
+export type Outcome = 'typed error' | 'correct' | 'flagged by verify' | 'unchecked' | 'queue gap';
 // Known, documented defects (DURABILITY.md, "Known gaps"), counted apart so they stay visible;
 // every other wrong answer fails the run:
-// 'consumer gap': a damaged consumer slot that reads as free (state word zeroed: removal looks
-//   the same) or a damaged committed lsn (no checksum covers it): the position changes silently;
 // 'queue gap': damage to the queue's acknowledged word (no checksum) together with a slot past
 //   the trusted count (one swap of two blocks does both): open ends the queue at that slot.
 
@@ -27,7 +25,7 @@ const ALLOCATION_LIMIT_BYTES = 128 * 1024 * 1024;
 const HANG_MS = 5_000;
 
 export class Tally {
-  readonly outcomes: Record<Outcome, number> = { 'typed error': 0, correct: 0, 'flagged by verify': 0, unchecked: 0, 'consumer gap': 0, 'queue gap': 0 };
+  readonly outcomes: Record<Outcome, number> = { 'typed error': 0, correct: 0, 'flagged by verify': 0, unchecked: 0, 'queue gap': 0 };
   readonly errors = new Map<string, number>();
   mutants = 0;
   peakGrowth = 0;
@@ -59,7 +57,7 @@ export class Tally {
     return (
       `mutants: ${this.mutants}, typed errors: ${this.outcomes['typed error']} (${errors}), correct answers: ${this.outcomes.correct}, ` +
       `wrong answers flagged by verify: ${this.outcomes['flagged by verify']}, unchecksummed damage read back by an opener: ${this.outcomes.unchecked}, ` +
-      `known gaps: consumer positions changed ${this.outcomes['consumer gap']}, queue cut short ${this.outcomes['queue gap']}, ` +
+      `known gap: queue cut short ${this.outcomes['queue gap']}, ` +
       `crashes: 0, wrong: 0, largest ArrayBuffer growth of a mutant: ${(this.peakGrowth / 2 ** 20).toFixed(1)} MiB`
     );
   }
