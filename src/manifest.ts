@@ -9,10 +9,12 @@
 //   6   u16  reserved
 //   8   u32  length n of the body
 //   12  u32  CRC-32 of the body
-//   16  n    body: UTF-8 JSON { storeId: hex, pmemDir, streams: [{ id, name, schema: base64, nodeSize, ringPages, spare }] }
+//   16  n    body: UTF-8 JSON { storeId: hex, pmemDir, streams: [{ id, name, schema: base64, nodeSize, ringPages, spare, nodeStorage? }] }
+//            (nodeStorage absent: 'pmem', the layout of stores made before it existed)
 
 import { crc32 } from 'node:zlib';
 import { CorruptionError } from './errors.js';
+import type { NodeStorageKind } from './tree/node-storage.js';
 
 export const MANIFEST_NAME = 'MANIFEST';
 const MAGIC = 0x464d5443;
@@ -28,6 +30,8 @@ export interface StreamEntry {
   readonly nodeSize: number;
   readonly ringPages: number;
   readonly spare: number;
+  /** Where queries read closed index nodes (tree/node-storage.ts); absent in older manifests: 'pmem'. */
+  readonly nodeStorage?: NodeStorageKind;
 }
 
 export interface Manifest {

@@ -2,6 +2,7 @@
 // here once, so the engine can assume sane values.
 
 import { BoundsError, MisuseError } from './errors.js';
+import { NODE_STORAGE_KINDS, type NodeStorageKind } from './tree/node-storage.js';
 
 export interface OpenOptions {
   /** Directory for the PMem files: a DAX mount, tmpfs (emulation), or any directory (msync). Default `<dir>/pmem`. */
@@ -43,6 +44,13 @@ export interface StreamOptions {
   readonly spare?: number;
   /** Leaf pages in the PMem ring (the open leaf plus full leaves not yet durable on SSD). Default 256. */
   readonly ringLeaves?: number;
+  /**
+   * Where queries read closed index nodes (paper Fig. 6): 'pmem' (default: index nodes and their
+   * aggregates in PMem arrays), 'pmem-aggregates' (aggregates in PMem, index nodes on SSD) or
+   * 'ssd' (the paper's baseline: index nodes on SSD with their children's aggregates inline).
+   * The flank is in PMem in every variant, and every variant recovers the same way.
+   */
+  readonly nodeStorage?: NodeStorageKind;
 }
 
 export interface ResolvedOptions {
@@ -72,7 +80,7 @@ export function resolveOptions(options: OpenOptions): ResolvedOptions {
   };
 }
 
-export function resolveStreamOptions(options: StreamOptions, defaults: ResolvedOptions): { nodeSize: number; spare: number; ringPages: number } {
+export function resolveStreamOptions(options: StreamOptions, defaults: ResolvedOptions): { nodeSize: number; spare: number; ringPages: number; nodeStorage: NodeStorageKind } {
   if (options.timestamp !== undefined && options.timestamp !== 'number' && options.timestamp !== 'bigint') {
     throw new MisuseError('INVALID_ARGUMENT', `timestamp must be 'number' or 'bigint', got ${String(options.timestamp)}`);
   }
@@ -80,7 +88,16 @@ export function resolveStreamOptions(options: StreamOptions, defaults: ResolvedO
     nodeSize: nodeSizeOption(options.nodeSize, defaults.nodeSize),
     spare: spareOption(options.spare, defaults.spare),
     ringPages: integerOption('ringLeaves', options.ringLeaves, defaults.ringLeaves, 4, 4096),
+    nodeStorage: nodeStorageOption(options.nodeStorage),
   };
+}
+
+export function nodeStorageOption(value: unknown): NodeStorageKind {
+  if (value === undefined) return 'pmem';
+  if (!NODE_STORAGE_KINDS.includes(value as NodeStorageKind)) {
+    throw new MisuseError('INVALID_ARGUMENT', `nodeStorage must be one of ${NODE_STORAGE_KINDS.map((kind) => `'${kind}'`).join(', ')}, got ${String(value)}`);
+  }
+  return value as NodeStorageKind;
 }
 
 function integerOption(name: string, value: number | undefined, fallback: number, min: number, max: number): number {

@@ -17,6 +17,7 @@ import { type AttributeType, type Schema, deserializeSchema, parseSchema, serial
 import { type BaseSlots, type IndexBuilder, InlineIndexBuilder, WorkerIndexBuilder, sortBase } from './ooo/index-builder.js';
 import { OooQueue } from './ooo/queue.js';
 import { LeafFile } from './ssd/leaf-file.js';
+import { NodeFile } from './ssd/node-file.js';
 import { type LeafWriter, type RingPage, SyncLeafWriter } from './ssd/leaf-writer.js';
 import { WorkerLeafWriter } from './ssd/worker-leaf-writer.js';
 import { Snapshot } from './snapshot.js';
@@ -27,7 +28,8 @@ import { IndexNodeArray } from './tree/index-node-array.js';
 import { type RowLayout, rowLayout } from './tree/row-layout.js';
 import { TranslationArray } from './tree/translation-array.js';
 import { Tree } from './tree/tree.js';
-import { type OpenOptions, type ResolvedOptions, type StreamOptions, resolveOptions, resolveStreamOptions } from './options.js';
+import type { NodeStorageKind } from './tree/node-storage.js';
+import { type OpenOptions, type ResolvedOptions, type StreamOptions, nodeStorageOption, resolveOptions, resolveStreamOptions } from './options.js';
 
 export type { OpenOptions, StreamOptions };
 
@@ -36,6 +38,7 @@ interface OpenStream {
   readonly tree: Tree;
   readonly regions: readonly PmemRegion[];
   readonly leaves: LeafFile;
+  readonly nodeFile: NodeFile | undefined;
 }
 
 /** A stream rebuilt from its leaf file. Events that were only in PMem (the open leaf, leaves not yet written) are not counted: they are gone. */
@@ -82,6 +85,8 @@ const SIMULATED_SCANNING_QUERIES = 8;
 
 const DAMAGED_SUFFIX = (n: number) => `.damaged-${n}`;
 
+/** Index nodes read from SSD get a cache of this share of cacheBytes, beside the decoded leaves' cache. */
+const NODE_CACHE_SHARE = 4;
 const REGION_SUFFIXES = ['flank', 'nodes', 'leaf-aggregates', 'node-aggregates', 'translation', 'ooo', 'consumers'] as const;
 
 /** Opens (creating if needed) the store in `dir`. */
@@ -213,6 +218,23 @@ export class Store {
     const leafFile = this.media.openFile(leafFileName(entry), true);
     LeafFile.initialize(leafFile, this.manifest.storeId, entry.id);
     leafFile.close();
+    this.createNodeFile(entry);
+  }
+
+  /** A new, empty node file for a stream whose node storage keeps index nodes on SSD (whatever was there is dropped: it only copies PMem). */
+  private createNodeFile(entry: StreamEntry): void {
+    if (nodeStorageOf(entry) === 'pmem') return;
+    const file = this.media.openFile(nodeFileName(entry), true);
+    file.truncate(0);
+    NodeFile.initialize(file, this.manifest.storeId, entry.id);
+    file.close();
+  }
+
+  /** The stream's node file, if its node storage has one; recreated when missing (PMem holds what it copies). */
+  private openNodeFile(entry: StreamEntry): NodeFile | undefined {
+    if (nodeStorageOf(entry) === 'pmem') return undefined;
+    if (!this.media.fileExists(nodeFileName(entry))) this.createNodeFile(entry);
+    return NodeFile.open(this.media.openFile(nodeFileName(entry), false), this.manifest.storeId, entry.id, new LeafCache(Math.floor(this.options.cacheBytes / NODE_CACHE_SHARE)));
   }
 
   /**
@@ -267,6 +289,7 @@ export class Store {
     const old = this.inspectOldPmemFiles(entry);
     this.clearPmemFilesForRebuild(entry, old.ownInterruptedRebuild);
     this.createPmemFiles(entry, true);
+    this.createNodeFile(entry);
     const stream = this.openStreamFiles(entry, true);
     const tree = this.streamsByName.get(entry.name)!.tree;
     const leafFile = tree.adoptedLeafFile;
@@ -356,18 +379,21 @@ export class Store {
     const layout = rowLayout(schema);
     const regions: PmemRegion[] = [];
     let leaves: LeafFile | undefined;
+    let nodeFile: NodeFile | undefined;
     try {
       for (const suffix of REGION_SUFFIXES) regions.push(this.media.openRegion(regionName(entry, suffix), 0, false));
       leaves = LeafFile.open(this.media.openFile(leafFileName(entry), false), storeId, entry.id, schema, new LeafCache(this.options.cacheBytes));
-      return this.assembleStream(entry, schema, layout, regions, leaves, rebuild);
+      nodeFile = this.openNodeFile(entry);
+      return this.assembleStream(entry, schema, layout, regions, leaves, nodeFile, rebuild);
     } catch (err) {
       for (const region of regions) region.close();
       leaves?.close();
+      nodeFile?.close();
       throw err;
     }
   }
 
-  private assembleStream(entry: StreamEntry, schema: Schema, layout: RowLayout, regions: PmemRegion[], leaves: LeafFile, rebuild: boolean): Stream {
+  private assembleStream(entry: StreamEntry, schema: Schema, layout: RowLayout, regions: PmemRegion[], leaves: LeafFile, nodeFile: NodeFile | undefined, rebuild: boolean): Stream {
     const { storeId } = this.manifest;
     const [flankRegion, nodesRegion, leafAggRegion, nodeAggRegion, translationRegion, queueRegion, consumersRegion] = regions as [PmemRegion, PmemRegion, PmemRegion, PmemRegion, PmemRegion, PmemRegion, PmemRegion];
     const tree = new Tree(
@@ -380,6 +406,8 @@ export class Store {
         translation: TranslationArray.open(translationRegion, storeId, entry.id),
         leaves,
         queue: OooQueue.open(queueRegion, layout, storeId, entry.id, this.options.oooQueueBytes),
+        nodeStorage: nodeStorageOf(entry),
+        nodeFile,
       },
       { flushEvery: this.options.flushEvery, spare: entry.spare, rebuildFromLeafFile: rebuild },
       (firstLeaf, ringPage) => this.startLeafWriter(entry, schema, leaves, firstLeaf, ringPage),
@@ -392,11 +420,11 @@ export class Store {
         return store.durability;
       },
       checkOpen: () => this.checkOpen(),
-      bytesOnSsd: () => leaves.size,
+      bytesOnSsd: () => leaves.size + (nodeFile?.size ?? 0),
       bytesOnPmem: () => regions.reduce((sum, region) => sum + region.size, 0),
       cacheStats: () => leaves.cacheStats(),
     });
-    this.streamsByName.set(entry.name, { stream, tree, regions, leaves });
+    this.streamsByName.set(entry.name, { stream, tree, regions, leaves, nodeFile });
     return stream;
   }
 
@@ -429,6 +457,7 @@ export class Store {
   private closeFiles(open: OpenStream): void {
     for (const region of open.regions) region.close();
     open.leaves.close();
+    open.nodeFile?.close();
   }
 
   private schemaOf(entry: StreamEntry): Schema {
@@ -446,4 +475,18 @@ function regionName(entry: StreamEntry, suffix: (typeof REGION_SUFFIXES)[number]
 
 function leafFileName(entry: StreamEntry): string {
   return `stream-${entry.id}.leaves`;
+}
+
+function nodeFileName(entry: StreamEntry): string {
+  return `stream-${entry.id}.index-nodes`;
+}
+
+/** A stream's node storage as its MANIFEST entry says; an unknown value is a damaged (or newer) MANIFEST. */
+function nodeStorageOf(entry: StreamEntry): NodeStorageKind {
+  try {
+    return nodeStorageOption(entry.nodeStorage);
+  } catch (err) {
+    if (err instanceof MisuseError) throw new CorruptionError(MANIFEST_NAME, 0, `stream '${entry.name}': ${err.message}`);
+    throw err;
+  }
 }

@@ -14,6 +14,7 @@ import type { Event, EventCodec, EventInput, PreparedRows } from './event-codec.
 import type { Schema } from './schema.js';
 import type { Timestamp } from './tree/row-layout.js';
 import type { Tree } from './tree/tree.js';
+import type { NodeStorageKind } from './tree/node-storage.js';
 import { type Violation, verifyTree } from './tree/verify.js';
 import type { DurabilityClass } from './pmem/region.js';
 import type { CacheStats } from './cache/leaf-cache.js';
@@ -49,6 +50,16 @@ export interface StreamStats {
   readonly durability: DurabilityClass;
   readonly cache: CacheStats;
   readonly outOfOrder: OutOfOrderStats;
+  readonly indexNodes: IndexNodeStats;
+}
+
+export interface IndexNodeStats {
+  /** Where queries read closed index nodes (StreamOptions.nodeStorage). */
+  readonly storage: NodeStorageKind;
+  /** Closed index nodes read from the node file on SSD since open (cache misses; 0 for 'pmem'). */
+  readonly readsFromSsd: number;
+  /** Index nodes copied to the node file (0 for 'pmem'). */
+  readonly onSsd: number;
 }
 
 export interface OutOfOrderStats {
@@ -390,6 +401,7 @@ export class Stream extends StreamReader {
         supersededLeaves: this.tree.supersededLeaves,
         pinnedReaders: this.tree.late.pinned.readers,
       },
+      indexNodes: this.tree.indexNodeStats,
     };
   }
 }

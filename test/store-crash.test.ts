@@ -1,6 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import { SimulatedMedia } from '../src/media.js';
 import { Store } from '../src/store.js';
+import { NODE_STORAGE_KINDS, type NodeStorageKind } from '../src/tree/node-storage.js';
 import { Random } from '../src/util/random.js';
 import { CAMPAIGN_TIMEOUT_MS, STOCK, type StockEvent } from './model.js';
 
@@ -23,6 +24,8 @@ interface Workload {
   readonly mergeAfter: boolean[];
   /** Whether some events are late (seq is always the arrival order). */
   readonly late: boolean;
+  /** Where closed index nodes are read from: every variant must recover the same. */
+  readonly nodeStorage: NodeStorageKind;
 }
 
 function workload(seed: number): Workload {
@@ -41,7 +44,7 @@ function workload(seed: number): Workload {
     flushAfter.push(random.nextInt(5) === 0);
     mergeAfter.push(late && random.nextInt(6) === 0);
   }
-  return { flushEvery, batches, flushAfter, mergeAfter, late };
+  return { flushEvery, batches, flushAfter, mergeAfter, late, nodeStorage: NODE_STORAGE_KINDS[Math.floor(seed / 2) % NODE_STORAGE_KINDS.length]! };
 }
 
 interface Outcome {
@@ -65,7 +68,7 @@ function runUntilCut(load: Workload, cutAt: number, seed: number): Outcome {
   };
   try {
     const store = Store.openOn(media, { flushEvery: load.flushEvery, ...OPTIONS }, FRESH);
-    const stream = store.createStream('stock', STOCK);
+    const stream = store.createStream('stock', STOCK, { nodeStorage: load.nodeStorage });
     load.batches.forEach((batch, b) => {
       outcome.attempted += batch.length;
       if (batch.length < 5) batch.forEach((e) => stream.append(e));

@@ -5,6 +5,7 @@ import fc from 'fast-check';
 import { afterAll, describe, expect, it } from 'vitest';
 import { open, type Store, type Stream } from '../src/index.js';
 import { STOCK, type StockEvent, StockModel, expectAggregatesClose } from './model.js';
+import { NODE_STORAGE_KINDS } from '../src/tree/node-storage.js';
 
 // Small nodes and a large spare fraction make leaves, index nodes and the PMem ring turn over
 // after a few dozen events, so short command sequences exercise every structural path.
@@ -179,10 +180,10 @@ const lateCommands = [
 describe('store against a sorted-array model', () => {
   it('keeps late events in timestamp order, equal timestamps in arrival order, through merges and reopens', () => {
     fc.assert(
-      fc.property(eventsAfter(50, 200), fc.commands(lateCommands, { maxCommands: 30, size: '+1' }), fc.constantFrom(1, 7, 25), (initial, cmds, flushEvery) => {
+      fc.property(eventsAfter(50, 200), fc.commands(lateCommands, { maxCommands: 30, size: '+1' }), fc.constantFrom(1, 7, 25), fc.constantFrom(...NODE_STORAGE_KINDS), (initial, cmds, flushEvery, nodeStorage) => {
         const { dir, pmemDir } = newStoreDir();
         const store = open(dir, { pmemDir, flushEvery, ...SMALL_TREE });
-        const real: Real = { store, stream: store.createStream('stock', STOCK), dir, pmemDir, flushEvery };
+        const real: Real = { store, stream: store.createStream('stock', STOCK, { nodeStorage }), dir, pmemDir, flushEvery };
         try {
           fc.modelRun(() => {
             const model = new StockModel();
@@ -200,10 +201,10 @@ describe('store against a sorted-array model', () => {
 
   it('answers every query like the model, across in-order and late appends, merges, flushes and reopens', () => {
     fc.assert(
-      fc.property(fc.commands(commands, { maxCommands: 40 }), fc.constantFrom(1, 7, 25), (cmds, flushEvery) => {
+      fc.property(fc.commands(commands, { maxCommands: 40 }), fc.constantFrom(1, 7, 25), fc.constantFrom(...NODE_STORAGE_KINDS), (cmds, flushEvery, nodeStorage) => {
         const { dir, pmemDir } = newStoreDir();
         const store = open(dir, { pmemDir, flushEvery, ...SMALL_TREE });
-        const real: Real = { store, stream: store.createStream('stock', STOCK), dir, pmemDir, flushEvery };
+        const real: Real = { store, stream: store.createStream('stock', STOCK, { nodeStorage }), dir, pmemDir, flushEvery };
         try {
           fc.modelRun(() => ({ model: new StockModel(), real }), cmds);
           const model = new StockModel();

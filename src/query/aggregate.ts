@@ -33,18 +33,17 @@ class AggregateWalker {
     this.scratch = new Aggregate(tree.layout.numeric.length);
   }
 
-  addIndexNode(nodeId: number, level: number, count: number): void {
-    const { nodes } = this.tree.parts;
-    const children = this.tree.childAggregates(level);
-    const [first, end] = nodes.childSpan(nodeId, count, this.from, this.to);
+  /** An open node of the flank (with `openCount` entries), or a closed one. */
+  addIndexNode(nodeId: number, level: number, openCount?: number): void {
+    const node = this.tree.nodeView(nodeId, level, openCount);
+    const [first, end] = node.span(this.from, this.to);
     for (let i = first; i < end; i++) {
-      const child = nodes.child(nodeId, i);
-      const min = children.minTs(child);
-      const max = children.maxTs(child);
+      const min = node.minTs(i);
+      const max = node.maxTs(i);
       if (max < this.from || min > this.to) continue;
-      if (min >= this.from && max <= this.to) this.total.add(children.read(child, this.scratch));
-      else if (level === 1) this.addRows(this.tree.leafRows(child));
-      else this.addIndexNode(child, level - 1, nodes.closedCount(child));
+      if (min >= this.from && max <= this.to) this.total.add(node.readAggregate(i, this.scratch));
+      else if (level === 1) this.addRows(this.tree.leafRows(node.child(i)));
+      else this.addIndexNode(node.child(i), level - 1);
     }
   }
 

@@ -31,12 +31,13 @@ function findAsOfInTree({ tree, sources }: ReadView, ts: Timestamp): RowRef | un
   return undefined;
 }
 
-function descend(tree: Tree, nodeId: number, level: number, count: number, ts: Timestamp): RowRef | undefined {
-  const { nodes } = tree.parts;
-  const index = nodes.countKeysBelow(nodeId, count, ts, true) - 1;
+/** Descends from an open node of the flank (with `openCount` entries) or a closed one. */
+function descend(tree: Tree, nodeId: number, level: number, openCount: number | undefined, ts: Timestamp): RowRef | undefined {
+  const node = tree.nodeView(nodeId, level, openCount);
+  const index = node.countKeysBelow(ts, true) - 1;
   if (index < 0) return undefined;
-  const child = nodes.child(nodeId, index);
-  return level === 1 ? lastRowAtOrBefore(tree, tree.leafRows(child), ts) : descend(tree, child, level - 1, nodes.closedCount(child), ts);
+  const child = node.child(index);
+  return level === 1 ? lastRowAtOrBefore(tree, tree.leafRows(child), ts) : descend(tree, child, level - 1, undefined, ts);
 }
 
 function lastRowAtOrBefore(tree: Tree, rows: LeafRows, ts: Timestamp): RowRef | undefined {

@@ -98,16 +98,15 @@ class Scanner {
     }
   }
 
-  private *indexNode(nodeId: number, level: number, count: number): Generator<RowRef, void, undefined> {
-    const { nodes } = this.tree.parts;
-    const children = this.tree.childAggregates(level);
-    const [first, end] = nodes.childSpan(nodeId, count, this.from, this.to);
+  /** An open node of the flank (with `openCount` entries), or a closed one. */
+  private *indexNode(nodeId: number, level: number, openCount?: number): Generator<RowRef, void, undefined> {
+    const node = this.tree.nodeView(nodeId, level, openCount);
+    const [first, end] = node.span(this.from, this.to);
     for (let i = first; i < end; i++) {
-      const child = nodes.child(nodeId, i);
-      if (children.maxTs(child) < this.from || children.minTs(child) > this.to) continue;
-      if (this.filters.some((f) => disjoint(children.attributeBounds(child, f.attribute), f))) continue;
-      if (level === 1) yield* this.rowsOf(this.stableRows(child));
-      else yield* this.indexNode(child, level - 1, nodes.closedCount(child));
+      if (node.maxTs(i) < this.from || node.minTs(i) > this.to) continue;
+      if (this.filters.some((f) => disjoint(node.attributeBounds(i, f.attribute), f))) continue;
+      if (level === 1) yield* this.rowsOf(this.stableRows(node.child(i)));
+      else yield* this.indexNode(node.child(i), level - 1);
     }
   }
 

@@ -183,7 +183,8 @@ function decodeLineage(payload: Uint8Array): Lineage {
   return { replaces: view.getUint32(0, true), part: view.getUint16(4, true), parts: view.getUint16(6, true) };
 }
 
-function headerPayload(storeId: Uint8Array, streamId: number): Uint8Array {
+/** The FILE_HEADER payload binding a file to its store and stream. */
+export function headerPayload(storeId: Uint8Array, streamId: number): Uint8Array {
   const payload = new Uint8Array(HEADER_PAYLOAD_BYTES);
   payload.set(storeId, 0);
   new DataView(payload.buffer).setUint32(16, streamId, true);

@@ -64,6 +64,8 @@ export enum RecordKind {
   Leaf = 2,
   /** A leaf an out-of-order merge wrote: payload = 8-byte lineage (leaf-file.ts), then the leaf. */
   MergedLeaf = 3,
+  /** A closed index node's copy in a node file (node-file.ts). */
+  IndexNode = 4,
 }
 
 export interface RecordHeader {
@@ -265,7 +267,7 @@ function u32le(value: number): Uint8Array {
 }
 
 function isRecordKind(kind: number): kind is RecordKind {
-  return kind === RecordKind.FileHeader || kind === RecordKind.Leaf || kind === RecordKind.MergedLeaf;
+  return kind === RecordKind.FileHeader || kind === RecordKind.Leaf || kind === RecordKind.MergedLeaf || kind === RecordKind.IndexNode;
 }
 
 function isRecordLength(length: number): boolean {

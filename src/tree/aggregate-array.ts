@@ -135,18 +135,13 @@ export class AggregateArray {
 
   /** Reads node `id`'s aggregates into `into` (replacing its contents). */
   read(id: number, into: Aggregate): Aggregate {
+    return readAggregateSlot(this.layout, this.array.view, this.array.slotOffset(id), into);
+  }
+
+  /** Node `id`'s slot bytes (a view), for a copy kept elsewhere (node-file.ts). */
+  slotBytes(id: number): Uint8Array {
     const at = this.array.slotOffset(id);
-    const view = this.array.view;
-    into.count = view.getFloat64(at + COUNT_OFFSET, true);
-    into.minTs = this.layout.readTimestamp(view, at + MIN_TS_OFFSET);
-    into.maxTs = this.layout.readTimestamp(view, at + MAX_TS_OFFSET);
-    for (let a = 0; a < into.sum.length; a++) {
-      const base = at + ATTRIBUTES_OFFSET + a * ATTRIBUTE_BYTES;
-      into.min[a] = view.getFloat64(base, true);
-      into.max[a] = view.getFloat64(base + 8, true);
-      into.sum[a] = view.getFloat64(base + 16, true);
-    }
-    return into;
+    return this.array.bytes.subarray(at, at + this.array.slotBytes);
   }
 
   count(id: number): number {
@@ -155,18 +150,16 @@ export class AggregateArray {
 
   /** Reads only the time span of node `id` (the hot field of every descent). */
   minTs(id: number): Timestamp {
-    return this.layout.readTimestamp(this.array.view, this.array.slotOffset(id) + MIN_TS_OFFSET);
+    return slotMinTs(this.layout, this.array.view, this.array.slotOffset(id));
   }
 
   maxTs(id: number): Timestamp {
-    return this.layout.readTimestamp(this.array.view, this.array.slotOffset(id) + MAX_TS_OFFSET);
+    return slotMaxTs(this.layout, this.array.view, this.array.slotOffset(id));
   }
 
   /** [min, max] of numeric attribute `a` in node `id`, for where-clause pruning. */
   attributeBounds(id: number, a: number): [number, number] {
-    const base = this.array.slotOffset(id) + ATTRIBUTES_OFFSET + a * ATTRIBUTE_BYTES;
-    const view = this.array.view;
-    return [view.getFloat64(base, true), view.getFloat64(base + 8, true)];
+    return slotAttributeBounds(this.array.view, this.array.slotOffset(id), a);
   }
 
   /** The file's path and how many slots it holds now. */
@@ -177,6 +170,34 @@ export class AggregateArray {
   close(): void {
     this.array.close();
   }
+}
+
+// A slot reads the same wherever it is: in this array, or inline in a node kept on SSD (node-file.ts).
+
+export function readAggregateSlot(layout: RowLayout, view: DataView, at: number, into: Aggregate): Aggregate {
+  into.count = view.getFloat64(at + COUNT_OFFSET, true);
+  into.minTs = layout.readTimestamp(view, at + MIN_TS_OFFSET);
+  into.maxTs = layout.readTimestamp(view, at + MAX_TS_OFFSET);
+  for (let a = 0; a < into.sum.length; a++) {
+    const base = at + ATTRIBUTES_OFFSET + a * ATTRIBUTE_BYTES;
+    into.min[a] = view.getFloat64(base, true);
+    into.max[a] = view.getFloat64(base + 8, true);
+    into.sum[a] = view.getFloat64(base + 16, true);
+  }
+  return into;
+}
+
+export function slotMinTs(layout: RowLayout, view: DataView, at: number): Timestamp {
+  return layout.readTimestamp(view, at + MIN_TS_OFFSET);
+}
+
+export function slotMaxTs(layout: RowLayout, view: DataView, at: number): Timestamp {
+  return layout.readTimestamp(view, at + MAX_TS_OFFSET);
+}
+
+export function slotAttributeBounds(view: DataView, at: number, a: number): [number, number] {
+  const base = at + ATTRIBUTES_OFFSET + a * ATTRIBUTE_BYTES;
+  return [view.getFloat64(base, true), view.getFloat64(base + 8, true)];
 }
 
 export type AggregateKind = 'leaf' | 'index';

@@ -80,12 +80,12 @@ export class IndexNodeArray {
     this.array.region.persist(at, ENTRY_BYTES);
   }
 
-  /** Records the final entry count of a node that closes; persisted. */
   /** The file's path and how many slots it holds now. */
   get extent(): { readonly path: string; readonly capacity: number } {
     return { path: this.array.region.path, capacity: this.array.capacity };
   }
 
+  /** Records the final entry count of a node that closes; persisted. */
   close(id: number, count: number): void {
     const at = this.array.slotOffset(id);
     this.array.view.setUint32(at + COUNT_OFFSET, count, true);
@@ -94,7 +94,7 @@ export class IndexNodeArray {
 
   /** The entry count a closed node was closed with. */
   closedCount(id: number): number {
-    return this.array.view.getUint32(this.array.slotOffset(id) + COUNT_OFFSET, true);
+    return nodeCount(this.array.view, this.array.slotOffset(id));
   }
 
   level(id: number): number {
@@ -106,7 +106,12 @@ export class IndexNodeArray {
   }
 
   child(id: number, index: number): number {
-    return this.array.view.getUint32(this.entryOffset(id, index) + ENTRY_CHILD_OFFSET, true);
+    return nodeChild(this.array.view, this.array.slotOffset(id), index);
+  }
+
+  /** Node `id`'s bytes as a closed node keeps them: header and its `count` entries (a view). */
+  nodeBytes(id: number, count: number): Uint8Array {
+    return this.array.bytes.subarray(this.array.slotOffset(id), this.entryOffset(id, count));
   }
 
   childIsIndex(id: number, index: number): boolean {
@@ -118,24 +123,11 @@ export class IndexNodeArray {
    * the keys are sorted, so this is a binary search.
    */
   countKeysBelow(id: number, count: number, ts: Timestamp, inclusive: boolean): number {
-    let low = 0;
-    let high = count;
-    while (low < high) {
-      const mid = (low + high) >>> 1;
-      const key = this.key(id, mid);
-      if (key < ts || (inclusive && key === ts)) low = mid + 1;
-      else high = mid;
-    }
-    return low;
+    return keysBelow(this.layout, this.array.view, this.array.slotOffset(id), count, ts, inclusive);
   }
 
-  /**
-   * Entries [first, end) of a node whose children may hold timestamps in [from, to]. A child's
-   * key is its smallest timestamp, so the child before the first key >= from may still hold
-   * events at `from`; children past the last key <= to cannot.
-   */
   childSpan(id: number, count: number, from: Timestamp, to: Timestamp): [number, number] {
-    return [Math.max(0, this.countKeysBelow(id, count, from, false) - 1), this.countKeysBelow(id, count, to, true)];
+    return childSpanAt(this.layout, this.array.view, this.array.slotOffset(id), count, from, to);
   }
 
   closeFile(): void {
@@ -145,6 +137,44 @@ export class IndexNodeArray {
   private entryOffset(id: number, index: number): number {
     return this.array.slotOffset(id) + NODE_HEADER_BYTES + index * ENTRY_BYTES;
   }
+}
+
+// A node's bytes read the same wherever they are: in this array, or copied to SSD (node-file.ts).
+
+/** The entry count stored in the node at byte `at` of `view` (a closed node's). */
+export function nodeCount(view: DataView, at: number): number {
+  return view.getUint32(at + COUNT_OFFSET, true);
+}
+
+export function nodeChild(view: DataView, at: number, index: number): number {
+  return view.getUint32(at + NODE_HEADER_BYTES + index * ENTRY_BYTES + ENTRY_CHILD_OFFSET, true);
+}
+
+/** How many of entries [0, count) have a key below `ts` (at most `ts` when `inclusive`): a binary search of the sorted keys. */
+export function keysBelow(layout: RowLayout, view: DataView, at: number, count: number, ts: Timestamp, inclusive: boolean): number {
+  let low = 0;
+  let high = count;
+  while (low < high) {
+    const mid = (low + high) >>> 1;
+    const key = layout.readTimestamp(view, at + NODE_HEADER_BYTES + mid * ENTRY_BYTES);
+    if (key < ts || (inclusive && key === ts)) low = mid + 1;
+    else high = mid;
+  }
+  return low;
+}
+
+/**
+ * Entries [first, end) of a node whose children may hold timestamps in [from, to]. A child's
+ * key is its smallest timestamp, so the child before the first key >= from may still hold
+ * events at `from`; children past the last key <= to cannot.
+ */
+export function childSpanAt(layout: RowLayout, view: DataView, at: number, count: number, from: Timestamp, to: Timestamp): [number, number] {
+  return [Math.max(0, keysBelow(layout, view, at, count, from, false) - 1), keysBelow(layout, view, at, count, to, true)];
+}
+
+/** Bytes of a node's header and `count` entries. */
+export function nodeBytesFor(count: number): number {
+  return NODE_HEADER_BYTES + count * ENTRY_BYTES;
 }
 
 function identity(nodeSize: number, storeId: Uint8Array, streamId: number) {

@@ -30,6 +30,8 @@ import { MergeStep } from './merge.js';
 import { liveLeafOrder } from './rebuild.js';
 import { countRowsBelow } from '../query/leaf-search.js';
 import type { IndexNodeArray } from './index-node-array.js';
+import { NodeStorage, type NodeStorageKind, type NodeView } from './node-storage.js';
+import type { NodeFile } from '../ssd/node-file.js';
 import { type RowLayout, type Timestamp, readLsn, writeLsn } from './row-layout.js';
 import type { TranslationArray } from './translation-array.js';
 
@@ -51,6 +53,9 @@ export interface TreeParts {
   readonly translation: TranslationArray;
   readonly leaves: LeafSink;
   readonly queue: OooQueue;
+  /** Where queries read closed index nodes (node-storage.ts); the node file is set for the SSD variants. */
+  readonly nodeStorage: NodeStorageKind;
+  readonly nodeFile: NodeFile | undefined;
 }
 
 /** What out-of-order merges did since the tree was opened. */
@@ -101,6 +106,7 @@ export class Tree {
   /** The lsn of the first flank row written since the last flush (while rows are unflushed). */
   private firstUnflushedLsn = 0;
   private readonly writer: LeafWriter;
+  private readonly nodeStorage: NodeStorage;
   /** Leaves [durableLeaves, handedOff) are with the writer; [handedOff, openLeafId) still to hand over. */
   private handedOff: number;
   /** The I/O failure that made this tree read-only, if one did. */
@@ -125,6 +131,7 @@ export class Tree {
     startIndexBuilder: StartIndexBuilder,
   ) {
     const { flank, nodes } = parts;
+    this.nodeStorage = new NodeStorage({ kind: parts.nodeStorage, layout: parts.layout, nodes, leafAggregates: parts.leafAggregates, nodeAggregates: parts.nodeAggregates, file: parts.nodeFile });
     this.leafFill = Math.max(1, Math.floor(flank.pageCapacity * (1 - options.spare)));
     this.nodeFill = Math.max(2, Math.floor(nodes.capacity * (1 - options.spare)));
     this.rows = new DataView(flank.buffer);
@@ -149,6 +156,7 @@ export class Tree {
     this.refreshNewest();
     this.nextLsn = this.newestLsn() + 1;
     this.settleLateQueue();
+    this.nodeStorage.publish(this.state);
   }
 
   get layout(): RowLayout {
@@ -289,6 +297,12 @@ export class Tree {
     if (this.failure !== undefined) return;
     this.failOnIoError(() => this.collectDurable(this.state.openLeafId));
     this.parts.translation.persistThrough(this.durableLeaves, true);
+    this.failOnIoError(() => this.parts.nodeFile?.sync());
+  }
+
+  /** After a commit: closed index nodes go to the node file (SSD node storage only). */
+  private publishNodes(): void {
+    this.failOnIoError(() => this.nodeStorage.publish(this.state));
   }
 
   /** The sources a query walks, oldest data first. */
@@ -350,7 +364,22 @@ export class Tree {
 
   /** The aggregate array holding the children of an index node at `level`. */
   childAggregates(level: number): AggregateArray {
-    return level === 1 ? this.parts.leafAggregates : this.parts.nodeAggregates;
+    return this.nodeStorage.childAggregates(level);
+  }
+
+  get indexNodeStats(): { storage: NodeStorageKind; readsFromSsd: number; onSsd: number } {
+    const file = this.parts.nodeFile;
+    return { storage: this.nodeStorage.kind, readsFromSsd: file?.reads ?? 0, onSsd: file?.nodes ?? 0 };
+  }
+
+  /** Why closed node `nodeId`'s node-file copy differs from its PMem bytes, if it does (verify()). */
+  nodeCopyProblem(nodeId: number): string | undefined {
+    return this.nodeStorage.copyProblem(nodeId);
+  }
+
+  /** Index node `nodeId` at `level` as queries read it: an open one with `openCount` entries, else a closed one, wherever the stream keeps those. */
+  nodeView(nodeId: number, level: number, openCount?: number): NodeView {
+    return this.nodeStorage.view(nodeId, level, openCount);
   }
 
   /** Closes the open leaf now (tests and merges; appends do it when the leaf is full). */
@@ -442,6 +471,7 @@ export class Tree {
       step.state.mergeCursor = next === undefined ? completeCursor(queue.generation) : { generation: queue.generation, ts: BigInt(queue.timestamp(next)), slot: next };
       this.parts.flank.commit(step.state);
       this.state = step.state;
+      this.publishNodes();
       this.late.dropMerged(step.end - done);
       this.mergeStats.steps++;
       this.mergeStats.rewrittenLeaves += step.rewrittenLeaves;
@@ -518,6 +548,7 @@ export class Tree {
     flank.openPage(next.openLeafId);
     flank.commit(next);
     this.state = next;
+    this.publishNodes();
     this.durableLeaves = records.length;
     translation.persistThrough(this.durableLeaves, true);
     return { records: records.length, ...cut };
@@ -555,6 +586,7 @@ export class Tree {
     flank.openPage(leafId + 1);
     flank.commit(next);
     this.state = next;
+    this.publishNodes();
     this.openCount = this.durableRows = 0;
   }
 

@@ -1,7 +1,8 @@
 // verify(): walks every invariant of a stream's tree and reports each violation with its place,
 // instead of stopping at the first (TigerBeetle's verify(); SQLite's integrity_check).
 //   cheap: the index - key order, children's time spans in order, levels, every closed node's
-//          aggregates equal to its children's, event totals;
+//          aggregates equal to its children's, event totals, and (SSD node storage) every closed
+//          node's copy in the node file equal to its PMem bytes;
 //   full:  also every leaf - translation slot valid, record intact, rows sorted, the leaf's
 //          aggregates equal to its rows, every event's lsn handed out once (no two events share
 //          one, none is past the newest: consumers rely on both).
@@ -84,12 +85,23 @@ class Verifier {
       const childWhere = `${level === 1 ? 'leaf' : 'index node'} ${child} (entry ${i} of ${where})`;
       this.check(nodes.key(nodeId, i) === stored.minTs, childWhere, `key ${nodes.key(nodeId, i)} differs from its smallest timestamp ${stored.minTs}`);
       this.check(nodes.childIsIndex(nodeId, i) === level > 1, childWhere, `the entry's index-node bit says ${nodes.childIsIndex(nodeId, i)} at level ${level}`);
+      if (level > 1) this.nodeCopy(child, childWhere);
       const actual = level === 1 ? this.leaf(child, childWhere, false) : this.indexNode(child, level - 1, nodes.closedCount(child), childWhere);
       if (level > 1 || this.full) this.compare(stored, actual, childWhere);
       if (level === 1) this.consume(stored);
       total.add(stored);
     }
     return total;
+  }
+
+  /** A closed node's copy in the node file (SSD node storage) must be its PMem bytes. */
+  private nodeCopy(nodeId: number, where: string): void {
+    try {
+      const problem = this.tree.nodeCopyProblem(nodeId);
+      this.check(problem === undefined, where, problem ?? '');
+    } catch (err) {
+      this.check(false, where, `its node-file copy is unreadable: ${(err as Error).message}`);
+    }
   }
 
   /**
