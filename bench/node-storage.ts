@@ -1,18 +1,23 @@
-// `npm run bench -- node-storage [--events N] [--quick]`: paper Fig. 6's measurements for the
-// engine as configured today - index nodes and their aggregates in flat PMem arrays, leaves on
-// SSD (the paper's "index nodes on PMem" variant). The paper's other variants (baseline: index
-// nodes with inline aggregates in the SSD file; aggregates alone in a PMem array) are not
-// configurable in the engine yet, so this bench measures one column of the figure.
+// `npm run bench -- node-storage [--events N] [--quick]`: paper Fig. 6 - insert and query times
+// for the three node storages (StreamOptions.nodeStorage), measured in one run on the same data:
+//   ssd               the baseline: closed index nodes on SSD with their children's aggregates
+//                     inline (so fewer entries fit a node and the tree is taller)
+//   pmem-aggregates   aggregates in PMem arrays, closed index nodes on SSD
+//   pmem              index nodes and aggregates in PMem arrays (the default)
+// The flank is in PMem in all three. Every query runs on a reopened store, so closed nodes start
+// cold in the node cache (the OS page cache is warm: it cannot be dropped here).
 // N events of Stock and of Sine (default 5 M, 1 M with --quick), each into a fresh store:
 //   insert_s            appendBatch of 65,536-event column chunks, then flush()
-//   point_us            events of one random timestamp (Stock), reopened store, median of 201
+//   point_us            events of one random timestamp (Stock), median of 201
 //   agg_<p>_us          aggregate() over a random window of p = 0.1 / 1 / 10 / 100 % of the span
 //                       (Stock), median of 51 (the 100 % window is the whole span)
 //   filter_ms           range over the whole Sine span with where a1 in [-d, d], d chosen for
 //                       0.1 % selectivity (sin is near 0 twice per 1e6-event period); the
 //                       min/max aggregates skip the subtrees that cannot match. Median of 5.
+// Ratios are each variant's time over the baseline's, as the paper reports them.
 
 import { open } from '../src/store.js';
+import type { NodeStorageKind } from '../src/tree/node-storage.js';
 import { Random } from '../src/util/random.js';
 import { freshStore } from './bench-store.js';
 import { SINE_SCHEMA, STOCK_SCHEMA, type SineColumns, type StockColumns, StockGenerator, sineColumns } from './datasets.js';
@@ -24,10 +29,29 @@ const AGGREGATE_FRACTIONS = [0.001, 0.01, 0.1, 1] as const;
 const FILTER_SELECTIVITY = 0.001;
 const FILTER_HALF_WIDTH = Math.sin((FILTER_SELECTIVITY * Math.PI) / 2);
 
+interface VariantFigures {
+  insert_stock_s: number;
+  insert_sine_s: number;
+  height: number;
+  point_us: number;
+  agg_0_1pct_us: number;
+  agg_1pct_us: number;
+  agg_10pct_us: number;
+  agg_100pct_us: number;
+  filter_ms: number;
+  filter_selectivity: number;
+}
+
+/** Paper Fig. 6 (§5, ChronicleDB as the baseline): each variant's query time over the baseline's. */
+const PAPER_RATIOS = {
+  'pmem-aggregates': 'point ~0.85, temporal aggregation 1.10-1.25, filter ~0.85, insert ~1',
+  pmem: 'every query 0.60-0.65, insert ~1',
+} as const;
+
 /** Fills a fresh store with `events` events from `chunkAt(start, count)`; returns the insert seconds and how to reopen it. */
-function build(name: string, schema: Readonly<Record<string, 'u32' | 'f64'>>, events: number, chunkAt: (start: number, count: number) => StockColumns | SineColumns) {
-  const bench = freshStore(`node-storage-${name}`);
-  const stream = bench.store.createStream(name, schema);
+function build(name: string, nodeStorage: NodeStorageKind, schema: Readonly<Record<string, 'u32' | 'f64'>>, events: number, chunkAt: (start: number, count: number) => StockColumns | SineColumns) {
+  const bench = freshStore(`node-storage-${name}-${nodeStorage}`);
+  const stream = bench.store.createStream(name, schema, { nodeStorage });
   const chunks: (StockColumns | SineColumns)[] = [];
   for (let start = 0; start < events; start += CHUNK) chunks.push(chunkAt(start, Math.min(CHUNK, events - start)));
   const start = nowNs();
@@ -38,17 +62,17 @@ function build(name: string, schema: Readonly<Record<string, 'u32' | 'f64'>>, ev
   return { insertSeconds, reopen: () => open(bench.dir, { pmemDir: bench.pmemDir }), discard: bench.discard };
 }
 
-export async function run(args: BenchArgs): Promise<void> {
-  const events = args.events ?? (args.quick ? 1_000_000 : 5_000_000);
+async function measure(nodeStorage: NodeStorageKind, events: number, quick: boolean): Promise<VariantFigures> {
   const random = new Random(17);
-
   const generator = new StockGenerator(42);
-  const stock = build('stock', STOCK_SCHEMA, events, (_, count) => generator.next(count));
+  const stock = build('stock', nodeStorage, STOCK_SCHEMA, events, (_, count) => generator.next(count));
   const aggregateUs: Record<string, number> = {};
   let pointUs: number;
+  let height: number;
   try {
     const db = stock.reopen();
     const stream = db.stream('stock');
+    height = stream.stats().height;
     pointUs = await medianMicros(201, () => {
       if (stream.get(random.nextInt(events)).length !== 1) throw new Error('point query missed');
     });
@@ -64,13 +88,13 @@ export async function run(args: BenchArgs): Promise<void> {
     stock.discard();
   }
 
-  const sine = build('sine', SINE_SCHEMA, events, sineColumns);
+  const sine = build('sine', nodeStorage, SINE_SCHEMA, events, sineColumns);
   let filterMs: number;
   let matched = 0;
   try {
     const db = sine.reopen();
     const stream = db.stream('sine');
-    filterMs = (await medianMicros(args.quick ? 3 : 5, () => {
+    filterMs = (await medianMicros(quick ? 3 : 5, () => {
       matched = 0;
       for (const _ of stream.range(0, events - 1, { where: { a1: [-FILTER_HALF_WIDTH, FILTER_HALF_WIDTH] } })) matched++;
     })) / 1000;
@@ -78,23 +102,10 @@ export async function run(args: BenchArgs): Promise<void> {
   } finally {
     sine.discard();
   }
-
-  const percent = (fraction: number) => `${round(fraction * 100, 1)} %`;
-  printTable(`paper Fig. 6 queries, current node storage (index nodes + aggregates in PMem arrays), ${events.toLocaleString('en-US')} events (medians)`, ['measurement', 'value'], [
-    ['insert Stock (s)', round(stock.insertSeconds, 3)],
-    ['insert Sine (s)', round(sine.insertSeconds, 3)],
-    ['point query, Stock (µs)', pointUs],
-    ...AGGREGATE_FRACTIONS.map((fraction): [string, number] => [`temporal aggregation over ${percent(fraction)}, Stock (µs)`, aggregateUs[fraction]!]),
-    [`filter a1 in [-${FILTER_HALF_WIDTH.toPrecision(3)}, ${FILTER_HALF_WIDTH.toPrecision(3)}], Sine (ms; ${matched.toLocaleString('en-US')} events = ${round((100 * matched) / events, 3)} %)`, filterMs],
-    ['variants baseline / agg-array / node-array', 'not configurable yet'],
-  ]);
-  printResult({
-    bench: 'node-storage',
-    events,
-    variant: 'current: index nodes and aggregates in PMem flat arrays, leaves on SSD',
-    variants_not_configurable: ['baseline', 'agg-array', 'node-array'],
+  return {
     insert_stock_s: round(stock.insertSeconds, 3),
     insert_sine_s: round(sine.insertSeconds, 3),
+    height,
     point_us: round(pointUs, 2),
     agg_0_1pct_us: round(aggregateUs[0.001]!, 2),
     agg_1pct_us: round(aggregateUs[0.01]!, 2),
@@ -102,5 +113,40 @@ export async function run(args: BenchArgs): Promise<void> {
     agg_100pct_us: round(aggregateUs[1]!, 2),
     filter_ms: round(filterMs, 3),
     filter_selectivity: round(matched / events, 5),
+  };
+}
+
+const MEASURES: readonly (readonly [keyof VariantFigures, string])[] = [
+  ['insert_stock_s', 'insert Stock (s)'],
+  ['insert_sine_s', 'insert Sine (s)'],
+  ['height', 'tree height, Stock'],
+  ['point_us', 'point query, Stock (µs)'],
+  ['agg_0_1pct_us', 'temporal aggregation over 0.1 %, Stock (µs)'],
+  ['agg_1pct_us', 'temporal aggregation over 1 %, Stock (µs)'],
+  ['agg_10pct_us', 'temporal aggregation over 10 %, Stock (µs)'],
+  ['agg_100pct_us', 'temporal aggregation over 100 %, Stock (µs)'],
+  ['filter_ms', `filter a1 in [-${FILTER_HALF_WIDTH.toPrecision(3)}, ${FILTER_HALF_WIDTH.toPrecision(3)}] (0.1 %), Sine (ms)`],
+];
+
+export async function run(args: BenchArgs): Promise<void> {
+  const events = args.events ?? (args.quick ? 1_000_000 : 5_000_000);
+  const figures = {} as Record<NodeStorageKind, VariantFigures>;
+  for (const kind of ['ssd', 'pmem-aggregates', 'pmem'] as const) figures[kind] = await measure(kind, events, args.quick);
+  const baseline = figures.ssd;
+  const ratio = (kind: NodeStorageKind, key: keyof VariantFigures) => round(figures[kind][key] / baseline[key], 3);
+  printTable(`paper Fig. 6: node storage variants, ${events.toLocaleString('en-US')} events (medians; ratio = time / baseline's)`, ['measurement', 'ssd (baseline)', 'pmem-aggregates', 'ratio', 'pmem', 'ratio'], [
+    ...MEASURES.map(([key, label]) => [label, baseline[key], figures['pmem-aggregates'][key], ratio('pmem-aggregates', key), figures.pmem[key], ratio('pmem', key)]),
+    ['paper, time / baseline', '', PAPER_RATIOS['pmem-aggregates'], '', PAPER_RATIOS.pmem, ''],
+  ]);
+  const ratios = (kind: NodeStorageKind) => Object.fromEntries(MEASURES.filter(([key]) => key !== 'height').map(([key]) => [key, ratio(kind, key)]));
+  printResult({
+    bench: 'node-storage',
+    events,
+    ssd: baseline,
+    pmem_aggregates: figures['pmem-aggregates'],
+    pmem: figures.pmem,
+    ratio_pmem_aggregates_vs_ssd: ratios('pmem-aggregates'),
+    ratio_pmem_vs_ssd: ratios('pmem'),
+    paper: PAPER_RATIOS,
   });
 }

@@ -32,9 +32,9 @@ const ENTRY_FLAGS_OFFSET = ENTRY_CHILD_OFFSET + 4;
 const CHILD_IS_INDEX = 1;
 const INITIAL_SLOTS = 16;
 
-/** How many entries a node of `nodeSize` bytes holds. */
-export function indexNodeCapacity(nodeSize: number): number {
-  return Math.floor((nodeSize - NODE_HEADER_BYTES) / ENTRY_BYTES);
+/** How many entries a node of `nodeSize` bytes holds (with `inlineBytes` more per entry, as the SSD baseline keeps its children's aggregates). */
+export function indexNodeCapacity(nodeSize: number, inlineBytes = 0): number {
+  return Math.floor((nodeSize - NODE_HEADER_BYTES) / (ENTRY_BYTES + inlineBytes));
 }
 
 export class IndexNodeArray {

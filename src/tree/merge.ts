@@ -20,6 +20,7 @@ import { copyRows } from '../query/view.js';
 export interface MergeHost {
   readonly parts: TreeParts;
   readonly leafFill: number;
+  readonly nodeCapacity: number;
   readonly nodeFill: number;
   leafRows(leafId: number): LeafRowsView;
   /** Frees the ring page of `leafId` (waits for the leaf writer if needed). */
@@ -124,8 +125,7 @@ export class MergeStep {
   private rewriteIndexNode(nodeId: number, level: number, upper: Timestamp | undefined): Entry[] | undefined {
     const entries = this.rewriteChildren(nodeId, level, this.host.parts.nodes.closedCount(nodeId), upper);
     if (entries === undefined) return undefined;
-    const capacity = this.host.parts.nodes.capacity;
-    const parts = entries.length <= capacity ? 1 : Math.ceil(entries.length / this.host.nodeFill);
+    const parts = entries.length <= this.host.nodeCapacity ? 1 : Math.ceil(entries.length / this.host.nodeFill);
     return evenParts(entries.length, parts).map(([first, end]) => this.closedNode(entries.slice(first, end), level));
   }
 

@@ -14,7 +14,7 @@ import { invariant } from '../errors.js';
 import type { NodeFile } from '../ssd/node-file.js';
 import { type Aggregate, type AggregateArray, aggregateSlotBytes, readAggregateSlot, slotAttributeBounds, slotMaxTs, slotMinTs } from './aggregate-array.js';
 import type { FlankState } from './flank.js';
-import { type IndexNodeArray, childSpanAt, keysBelow, nodeBytesFor, nodeChild, nodeCount } from './index-node-array.js';
+import { type IndexNodeArray, childSpanAt, indexNodeCapacity, keysBelow, nodeBytesFor, nodeChild, nodeCount } from './index-node-array.js';
 import type { RowLayout, Timestamp } from './row-layout.js';
 
 export const NODE_STORAGE_KINDS = ['pmem', 'pmem-aggregates', 'ssd'] as const;
@@ -144,6 +144,16 @@ export class NodeStorage {
 
   get kind(): NodeStorageKind {
     return this.parts.kind;
+  }
+
+  /**
+   * Entries an index node of `nodeSize` bytes takes: the baseline's nodes hold their children's
+   * aggregates too, so fewer fit (the paper's 8 KiB node: 459 entries, 43 with six attributes'
+   * aggregates) and its tree is taller - the cost the PMem aggregate array removes.
+   */
+  nodeCapacity(nodeSize: number): number {
+    if (this.parts.kind !== 'ssd') return indexNodeCapacity(nodeSize);
+    return Math.max(2, indexNodeCapacity(nodeSize, aggregateSlotBytes(this.parts.layout.numeric.length)));
   }
 
   /** The aggregate array holding the children of an index node at `level`. */

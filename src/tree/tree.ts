@@ -93,6 +93,8 @@ export interface LeafRowsView {
 
 export class Tree {
   readonly leafFill: number;
+  /** Entries an index node takes at most (node-storage.ts), and fills before it closes. */
+  readonly nodeCapacity: number;
   readonly nodeFill: number;
   private state: FlankState;
   private readonly rows: DataView;
@@ -133,7 +135,9 @@ export class Tree {
     const { flank, nodes } = parts;
     this.nodeStorage = new NodeStorage({ kind: parts.nodeStorage, layout: parts.layout, nodes, leafAggregates: parts.leafAggregates, nodeAggregates: parts.nodeAggregates, file: parts.nodeFile });
     this.leafFill = Math.max(1, Math.floor(flank.pageCapacity * (1 - options.spare)));
-    this.nodeFill = Math.max(2, Math.floor(nodes.capacity * (1 - options.spare)));
+    this.nodeCapacity = this.nodeStorage.nodeCapacity(flank.geometry.nodeSize);
+    invariant(this.nodeCapacity <= nodes.capacity, () => `node capacity ${this.nodeCapacity} exceeds the index-node array's ${nodes.capacity}`);
+    this.nodeFill = Math.max(2, Math.floor(this.nodeCapacity * (1 - options.spare)));
     this.rows = new DataView(flank.buffer);
     this.state = flank.readState();
     if (this.state.rebuilding && options.rebuildFromLeafFile !== true) {
