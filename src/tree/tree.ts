@@ -304,7 +304,10 @@ export class Tree {
     this.failOnIoError(() => this.parts.nodeFile?.sync());
   }
 
-  /** After a commit: closed index nodes go to the node file (SSD node storage only). */
+  /**
+   * After a commit, once the tree's DRAM state matches it: closed index nodes go to the node file
+   * (SSD node storage only). An I/O error leaves the stream read-only, the commit stands.
+   */
   private publishNodes(): void {
     this.failOnIoError(() => this.nodeStorage.publish(this.state));
   }
@@ -475,11 +478,11 @@ export class Tree {
       step.state.mergeCursor = next === undefined ? completeCursor(queue.generation) : { generation: queue.generation, ts: BigInt(queue.timestamp(next)), slot: next };
       this.parts.flank.commit(step.state);
       this.state = step.state;
-      this.publishNodes();
       this.late.dropMerged(step.end - done);
       this.mergeStats.steps++;
       this.mergeStats.rewrittenLeaves += step.rewrittenLeaves;
       this.mergeStats.mergedEvents += step.end - done;
+      this.publishNodes();
       done = step.end;
       this.handOff();
     }
@@ -552,9 +555,9 @@ export class Tree {
     flank.openPage(next.openLeafId);
     flank.commit(next);
     this.state = next;
-    this.publishNodes();
     this.durableLeaves = records.length;
     translation.persistThrough(this.durableLeaves, true);
+    this.publishNodes();
     return { records: records.length, ...cut };
   }
 
@@ -590,8 +593,8 @@ export class Tree {
     flank.openPage(leafId + 1);
     flank.commit(next);
     this.state = next;
-    this.publishNodes();
     this.openCount = this.durableRows = 0;
+    this.publishNodes();
   }
 
   /** Closes: everything durable, translation complete, writer stopped. */
