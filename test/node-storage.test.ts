@@ -2,8 +2,9 @@ import { mkdtempSync, rmSync, truncateSync, statSync, openSync, writeSync, close
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
-import { MisuseError } from '../src/errors.js';
-import { open } from '../src/store.js';
+import { IoError, MisuseError } from '../src/errors.js';
+import { SimulatedMedia } from '../src/media.js';
+import { Store, open } from '../src/store.js';
 import { NODE_STORAGE_KINDS, type NodeStorageKind } from '../src/tree/node-storage.js';
 import { Random } from '../src/util/random.js';
 
@@ -111,6 +112,41 @@ describe('node storage variants (paper Fig. 6)', () => {
     closeSync(fd);
     expect(answers(where)).toEqual(intact);
     expect(statSync(nodeFile).size).toBe(size);
+  });
+
+  it("a failed write of the node file makes the stream read-only and loses nothing; reopening completes the file", () => {
+    let failures = 0;
+    for (let step = 1; step <= 6; step++) {
+      const media = new SimulatedMedia();
+      const store = Store.openOn(media, SMALL, { storeId: new Uint8Array(16).fill(4), pmemDir: '/simulated' });
+      const stream = store.createStream('s', { v: 'f64' }, { nodeStorage: 'ssd' });
+      media.files.get('stream-0.index-nodes')!.failWriteAt(step);
+      let acknowledged = 0;
+      try {
+        for (let i = 0; i < 6_000; i++) {
+          stream.append({ ts: 2 * i, v: value(i) });
+          acknowledged = i + 1;
+        }
+      } catch (err) {
+        expect(err).toBeInstanceOf(IoError);
+        failures++;
+        expect(() => stream.append({ ts: 1e9, v: 0 })).toThrow(expect.objectContaining({ code: 'READ_ONLY' }));
+        expect(stream.aggregate(-Infinity, Infinity).count).toBeGreaterThanOrEqual(acknowledged);
+        expect(stream.verify()).toEqual([]);
+      }
+      try {
+        store.close();
+      } catch (err) {
+        expect(err).toBeInstanceOf(IoError);
+      }
+      const reopened = Store.openOn(media.restart(), SMALL, { storeId: new Uint8Array(16).fill(4), pmemDir: '/simulated' });
+      const recovered = reopened.stream('s');
+      expect(recovered.stats().events).toBeGreaterThanOrEqual(acknowledged);
+      expect(recovered.verify({ full: true })).toEqual([]);
+      expect(recovered.stats().indexNodes.onSsd).toBeGreaterThan(0);
+      reopened.close();
+    }
+    expect(failures, 'the appends must reach the injected faults').toBeGreaterThan(3);
   });
 
   it('refuses an unknown node storage with a typed error and creates nothing', () => {

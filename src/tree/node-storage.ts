@@ -193,15 +193,16 @@ export class NodeStorage {
     }
   }
 
-  /** Why the node file's copy of closed node `id` is not what PMem holds, if it is not (verify()). */
+  /**
+   * Why the node file's copy of closed node `id` is not what PMem holds, if it is not (verify()).
+   * A missing copy is no fault: reads fall back to PMem, and open appends it again.
+   */
   copyProblem(id: number): string | undefined {
-    const file = this.parts.file;
-    if (file === undefined) return undefined;
-    const copy = file.read(id);
-    if (copy === undefined) return `the node file (${file.path}) lacks it`;
+    const copy = this.parts.file?.read(id);
+    if (copy === undefined) return undefined;
     const expected = this.recordPayload(id);
     const bytes = new Uint8Array(copy.buffer, copy.byteOffset, copy.byteLength);
-    return bytes.length === expected.length && bytes.every((byte, i) => byte === expected[i]) ? undefined : `its copy in the node file (${file.path}) differs from its PMem bytes`;
+    return bytes.length === expected.length && bytes.every((byte, i) => byte === expected[i]) ? undefined : `its copy in the node file (${this.parts.file!.path}) differs from its PMem bytes`;
   }
 
   /** What the node file keeps of closed node `id`: its bytes, then (baseline) its children's aggregate slots. */
