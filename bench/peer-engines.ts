@@ -527,7 +527,8 @@ function raw(): PeerEngine {
 
 // ---- the line-up -------------------------------------------------------------------------------
 
-function loaded<T>(key: string, label: string, module: Loaded<T>, make: (api: T) => PeerEngine): PeerEngine | MissingEngine {
+/** The engine `make` builds from a loaded module, or - the module missing or `make` failing - a MissingEngine saying why. */
+export function peerOrMissing<T>(key: string, label: string, module: Loaded<T>, make: (api: T) => PeerEngine): PeerEngine | MissingEngine {
   if (module.error !== undefined) return { key, label, error: module.error };
   try {
     return make(module.module);
@@ -540,10 +541,10 @@ function loaded<T>(key: string, label: string, module: Loaded<T>, make: (api: T)
 export function peerEngines(pmemRoot: string): (PeerEngine | MissingEngine)[] {
   return [
     chronotier(pmemRoot),
-    loaded('duckdb', 'DuckDB', requirePeer<DuckDbApi>('@duckdb/node-api'), duckdb),
-    loaded('sqlite', 'SQLite (better-sqlite3)', requirePeer<SqliteApi>('better-sqlite3'), sqlite),
-    loaded('lmdb', 'LMDB (lmdb-js)', requirePeer<LmdbApi>('lmdb'), lmdb),
-    loaded('level', 'LevelDB (classic-level)', requirePeer<LevelApi>('classic-level'), level),
+    peerOrMissing('duckdb', 'DuckDB', requirePeer<DuckDbApi>('@duckdb/node-api'), duckdb),
+    peerOrMissing('sqlite', 'SQLite (better-sqlite3)', requirePeer<SqliteApi>('better-sqlite3'), sqlite),
+    peerOrMissing('lmdb', 'LMDB (lmdb-js)', requirePeer<LmdbApi>('lmdb'), lmdb),
+    peerOrMissing('level', 'LevelDB (classic-level)', requirePeer<LevelApi>('classic-level'), level),
     raw(),
   ];
 }

@@ -17,7 +17,7 @@ import { join } from 'node:path';
 import { Random } from '../src/util/random.js';
 import { StockGenerator, type StockColumns } from './datasets.js';
 import { type BenchArgs, diskBytes, medianMicros, nowNs, printResult, printTable, round } from './harness.js';
-import { type AggregateCheck, type PeerEngine, isMissing, peerEngines } from './peer-engines.js';
+import { type AggregateCheck, type MissingEngine, type PeerEngine, isMissing, peerEngines } from './peer-engines.js';
 
 const CHUNK = 65_536;
 const PMEM_ROOT = '/dev/shm';
@@ -119,14 +119,15 @@ async function measure(engine: PeerEngine, w: Workload, dataRoot: string): Promi
   }
 }
 
-export async function run(args: BenchArgs): Promise<void> {
+/** Runs the comparison over `engines` (default: the whole line-up; tests pass a few). */
+export async function run(args: BenchArgs, engines: readonly (PeerEngine | MissingEngine)[] = peerEngines(PMEM_ROOT)): Promise<void> {
   const events = args.events ?? (args.quick ? 1_000_000 : 5_000_000);
   const w = workload(events, args.quick);
   const dataRoot = join(process.cwd(), 'data', 'bench-peers');
   const results: Record<string, EngineResult | { missing: string }> = {};
   const configurations: Record<string, string> = {};
   const labels: Record<string, string> = {};
-  for (const engine of peerEngines(PMEM_ROOT)) {
+  for (const engine of engines) {
     labels[engine.key] = engine.label;
     if (isMissing(engine)) {
       console.error(`peers: ${engine.label} is missing: ${engine.error}`);
