@@ -1,8 +1,9 @@
-import { mkdtempSync, rmSync, truncateSync, statSync, openSync, writeSync, closeSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync, truncateSync, statSync, openSync, writeSync, closeSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
-import { IoError, MisuseError } from '../src/errors.js';
+import { CorruptionError, IoError, MisuseError } from '../src/errors.js';
+import { MANIFEST_NAME, decodeManifest, encodeManifest } from '../src/manifest.js';
 import { SimulatedMedia } from '../src/media.js';
 import { Store, open } from '../src/store.js';
 import { NODE_STORAGE_KINDS, type NodeStorageKind } from '../src/tree/node-storage.js';
@@ -155,5 +156,21 @@ describe('node storage variants (paper Fig. 6)', () => {
     expect(() => store.createStream('s', { v: 'f64' }, { nodeStorage: 'dram' as NodeStorageKind })).toThrow(MisuseError);
     expect(store.streams()).toEqual([]);
     store.close();
+  });
+
+  it('keeps the variant in the MANIFEST, and refuses to open one whose stored value is unknown', () => {
+    const { dir, pmemDir } = fresh();
+    const store = open(dir, { pmemDir, ...SMALL });
+    store.createStream('s', { v: 'f64' }, { nodeStorage: 'pmem-aggregates' });
+    store.close();
+    const path = join(dir, MANIFEST_NAME);
+    const manifest = decodeManifest(readFileSync(path), path);
+    expect(manifest.streams[0]!.nodeStorage).toBe('pmem-aggregates');
+    writeFileSync(path, encodeManifest({ ...manifest, streams: [{ ...manifest.streams[0]!, nodeStorage: 'dram' as NodeStorageKind }] }));
+    expect(() => open(dir, { pmemDir, ...SMALL })).toThrow(CorruptionError);
+    writeFileSync(path, encodeManifest(manifest));
+    const reopened = open(dir, { pmemDir, ...SMALL });
+    expect(reopened.stream('s').stats().indexNodes.storage).toBe('pmem-aggregates');
+    reopened.close();
   });
 });
