@@ -8,23 +8,25 @@
 //                    so fewer fit a node and the tree is taller (the paper's baseline, ChronicleDB)
 // The flank (open nodes, open leaf, ring) is in PMem in every variant. N events of Stock and of
 // Sine (default 5 M, 1 M with --quick), each into a fresh store per variant:
-//   insert_<stream>_s   appendBatch of 65,536-event column chunks, then flush()
-//   point_us            events of one random timestamp (Stock), median of 201
+//   insert_<stream>_s   appendBatch of 65,536-event column chunks, then flush(); every variant
+//                       first fills and drops a small store (JIT), so the one measured first
+//                       does not pay for compiling the insert path
+//   point_us            events of one random timestamp (Stock), 201 timestamps
 //   agg_<p>_us          aggregate() over a random window of p = 0.1 / 1 / 10 / 100 % of the span
-//                       (Stock), median of 51 (the 100 % window is the whole span)
+//                       (Stock), 51 windows each (the 100 % window is the whole span)
 //   filter_ms           range over the whole Sine span with where a1 in [-d, d], d chosen for
 //                       0.1 % selectivity (sin is near 0 twice per 1e6-event period); the
-//                       min/max aggregates skip the subtrees that cannot match. Median of 21
-//                       (11 with --quick): single runs jitter by up to 10x on this machine.
-// Queries run on the reopened store in two cache states, each on a fresh open and after one
-// unmeasured pass of the same queries (JIT; the OS page cache is warm anyway: the files were
-// just written and it cannot be dropped on this machine):
+//                       min/max aggregates skip the subtrees that cannot match; 21 runs (11 with
+//                       --quick)
+// Each query set runs in ROUNDS rounds that visit the variants in turn, each time on a fresh open
+// after one unmeasured pass (JIT, and the warm state's cache); values are medians over every
+// round's samples, so a burst of load on this shared machine falls on all variants alike. Two
+// cache states (the OS page cache is warm in both: the files were just written, and it cannot be
+// dropped on this machine):
 //   cold   cacheBytes 0: no DRAM cache, so every query reads each index node and leaf it
 //          touches from where its variant keeps it (PMem mapping, or SSD file) - what Fig. 6
 //          compares;
 //   warm   the default 64 MiB cache: closed index nodes of the SSD variants are DRAM copies.
-// Before the measured inserts, every variant fills and drops a small store once (JIT), so the
-// variant measured first is not the one that pays for compiling the insert path.
 // Ratios are variant time / 'pmem' time (ratio_vs_pmem) and, the paper's form, variant time /
 // 'ssd' time (ratio_vs_ssd).
 
@@ -34,7 +36,7 @@ import { NODE_STORAGE_KINDS, type NodeStorageKind } from '../src/tree/node-stora
 import { Random } from '../src/util/random.js';
 import { freshStore } from './bench-store.js';
 import { SINE_SCHEMA, STOCK_SCHEMA, type SineColumns, type StockColumns, StockGenerator, sineColumns } from './datasets.js';
-import { type BenchArgs, medianMicros, nowNs, printResult, printTable, round } from './harness.js';
+import { type BenchArgs, median, nowNs, printResult, printTable, round } from './harness.js';
 
 const CHUNK = 65_536;
 const AGGREGATE_FRACTIONS = [0.001, 0.01, 0.1, 1] as const;
@@ -45,6 +47,8 @@ const FILTER_HALF_WIDTH = Math.sin((FILTER_SELECTIVITY * Math.PI) / 2);
 const CACHE_STATES = { cold: 0, warm: undefined } as const;
 export type CacheState = keyof typeof CACHE_STATES;
 const CACHE_STATE_NAMES = Object.keys(CACHE_STATES) as CacheState[];
+/** Measured rounds over the variants (interleaved()). */
+const ROUNDS = 3;
 const QUERY_KEYS = ['point_us', 'agg_0_1pct_us', 'agg_1pct_us', 'agg_10pct_us', 'agg_100pct_us', 'filter_ms'] as const;
 export type QueryKey = (typeof QUERY_KEYS)[number];
 
@@ -131,61 +135,90 @@ function warmUpInserts(w: Workload, kind: NodeStorageKind): void {
   build('sine', kind, SINE_SCHEMA, w.sine.slice(0, 3)).discard();
 }
 
-interface Measured<T> {
-  readonly times: T;
-  /** How many queries were timed. */
-  readonly count: number;
+/** Nanoseconds of each timed query, by measurement. */
+type Samples = Partial<Record<QueryKey, number[]>>;
+/** Runs a set of queries once on `stream`, adding each one's time to `into`; returns how many ran. */
+type QuerySet = (stream: Stream, into: Samples) => number;
+
+function timed(into: Samples, key: QueryKey, body: () => void): void {
+  const start = nowNs();
+  body();
+  (into[key] ??= []).push(nowNs() - start);
 }
 
-/**
- * Runs `queries` in every cache state, each on a freshly reopened store after one unmeasured
- * pass, then drops the store. Returns the times and the closed index nodes
- * read from SSD per timed query.
- */
-async function inEveryCacheState<T>(built: BuiltStore, name: string, queries: (stream: Stream) => Promise<Measured<T>>): Promise<Record<CacheState, { times: T; nodeReadsPerQuery: number }>> {
-  const results: Partial<Record<CacheState, { times: T; nodeReadsPerQuery: number }>> = {};
-  try {
-    for (const state of CACHE_STATE_NAMES) {
-      const db = built.reopen(CACHE_STATES[state]);
-      try {
-        const stream = db.stream(name);
-        await queries(stream);
-        const readsBefore = stream.stats().indexNodes.readsFromSsd;
-        const { times, count } = await queries(stream);
-        results[state] = { times, nodeReadsPerQuery: round((stream.stats().indexNodes.readsFromSsd - readsBefore) / count, 2) };
-      } finally {
-        db.close();
+function stockQueries(w: Workload): QuerySet {
+  return (stream, into) => {
+    for (const ts of w.points) {
+      timed(into, 'point_us', () => {
+        if (stream.get(ts).length !== 1) throw new Error('point query missed');
+      });
+    }
+    for (const [fraction, key] of [[0.001, 'agg_0_1pct_us'], [0.01, 'agg_1pct_us'], [0.1, 'agg_10pct_us'], [1, 'agg_100pct_us']] as const) {
+      const width = windowWidth(w.events, fraction);
+      for (const from of w.windows.get(fraction)!) {
+        timed(into, key, () => {
+          if (stream.aggregate(from, from + width - 1).count !== width) throw new Error(`aggregate over ${fraction * 100} % miscounted`);
+        });
       }
     }
-  } finally {
-    built.discard();
-  }
-  return results as Record<CacheState, { times: T; nodeReadsPerQuery: number }>;
-}
-
-async function stockQueries(w: Workload, stream: Stream): Promise<Measured<Omit<Record<QueryKey, number>, 'filter_ms'>>> {
-  const point_us = await medianMicros(w.points.length, (i) => {
-    if (stream.get(w.points[i]!).length !== 1) throw new Error('point query missed');
-  });
-  const aggregate = async (fraction: number) => {
-    const width = windowWidth(w.events, fraction);
-    const starts = w.windows.get(fraction)!;
-    return medianMicros(starts.length, (i) => {
-      if (stream.aggregate(starts[i]!, starts[i]! + width - 1).count !== width) throw new Error(`aggregate over ${fraction * 100} % miscounted`);
-    });
+    return w.points.length + [...w.windows.values()].reduce((sum, starts) => sum + starts.length, 0);
   };
-  const [agg_0_1pct_us, agg_1pct_us, agg_10pct_us, agg_100pct_us] = [await aggregate(0.001), await aggregate(0.01), await aggregate(0.1), await aggregate(1)];
-  const count = w.points.length + [...w.windows.values()].reduce((sum, starts) => sum + starts.length, 0);
-  return { times: { point_us, agg_0_1pct_us, agg_1pct_us, agg_10pct_us, agg_100pct_us }, count };
 }
 
 /** The filter query; `matched` counts what the last run returned. */
-async function sineFilter(w: Workload, stream: Stream, matched: { events: number }): Promise<Measured<{ filter_ms: number }>> {
-  const micros = await medianMicros(w.filterRepeats, () => {
-    matched.events = 0;
-    for (const _ of stream.range(0, w.events - 1, { where: { a1: [-FILTER_HALF_WIDTH, FILTER_HALF_WIDTH] } })) matched.events++;
-  });
-  return { times: { filter_ms: micros / 1000 }, count: w.filterRepeats };
+function sineFilter(w: Workload, matched: { events: number }): QuerySet {
+  return (stream, into) => {
+    for (let i = 0; i < w.filterRepeats; i++) {
+      timed(into, 'filter_ms', () => {
+        matched.events = 0;
+        for (const _ of stream.range(0, w.events - 1, { where: { a1: [-FILTER_HALF_WIDTH, FILTER_HALF_WIDTH] } })) matched.events++;
+      });
+    }
+    return w.filterRepeats;
+  };
+}
+
+interface StateResult {
+  /** Median per measurement, in the unit its key names. */
+  readonly times: Partial<Record<QueryKey, number>>;
+  readonly nodeReadsPerQuery: number;
+}
+
+/**
+ * Times `queries` on every variant's store in every cache state, in ROUNDS rounds that visit the
+ * variants in turn, each on a fresh open after one unmeasured pass: bursts of load on this shared
+ * machine then fall on all variants alike instead of on whichever ran at the time. Medians over
+ * every round's samples; then the stores are dropped.
+ */
+function interleaved(stores: Record<NodeStorageKind, BuiltStore>, name: string, queries: QuerySet): Record<NodeStorageKind, Record<CacheState, StateResult>> {
+  const samples = new Map<string, { into: Samples; nodeReads: number; count: number }>();
+  try {
+    for (let round = 0; round < ROUNDS; round++) {
+      for (const state of CACHE_STATE_NAMES) {
+        for (const kind of NODE_STORAGE_KINDS) {
+          const entry = samples.get(`${kind} ${state}`) ?? { into: {}, nodeReads: 0, count: 0 };
+          samples.set(`${kind} ${state}`, entry);
+          const db = stores[kind].reopen(CACHE_STATES[state]);
+          try {
+            const stream = db.stream(name);
+            queries(stream, {});
+            const readsBefore = stream.stats().indexNodes.readsFromSsd;
+            entry.count += queries(stream, entry.into);
+            entry.nodeReads += stream.stats().indexNodes.readsFromSsd - readsBefore;
+          } finally {
+            db.close();
+          }
+        }
+      }
+    }
+  } finally {
+    for (const kind of NODE_STORAGE_KINDS) stores[kind].discard();
+  }
+  return Object.fromEntries(NODE_STORAGE_KINDS.map((kind) => [kind, Object.fromEntries(CACHE_STATE_NAMES.map((state) => {
+    const { into, nodeReads, count } = samples.get(`${kind} ${state}`)!;
+    const times = Object.fromEntries(Object.entries(into).map(([key, ns]) => [key, round(median(ns) / (key.endsWith('_ms') ? 1e6 : 1e3), key.endsWith('_ms') ? 3 : 2)]));
+    return [state, { times, nodeReadsPerQuery: round(nodeReads / count, 2) }];
+  }))])) as Record<NodeStorageKind, Record<CacheState, StateResult>>;
 }
 
 interface VariantResult {
@@ -196,26 +229,38 @@ interface VariantResult {
   warm: QueryTimes;
 }
 
-async function measureVariant(w: Workload, kind: NodeStorageKind, matched: { events: number }): Promise<VariantResult> {
-  const stock = build('stock', kind, STOCK_SCHEMA, w.stock);
-  const stockRuns = await inEveryCacheState(stock, 'stock', (stream) => stockQueries(w, stream));
-  const sine = build('sine', kind, SINE_SCHEMA, w.sine);
-  const sineRuns = await inEveryCacheState(sine, 'sine', (stream) => sineFilter(w, stream, matched));
-  const inState = (state: CacheState): QueryTimes => ({
-    ...roundTimes({ ...stockRuns[state].times, ...sineRuns[state].times }),
-    ssd_node_reads_per_stock_query: stockRuns[state].nodeReadsPerQuery,
-    ssd_node_reads_per_filter: sineRuns[state].nodeReadsPerQuery,
+/** Builds every variant's store of one stream, then times `queries` on them (interleaved()). */
+function measureStream(name: string, schema: Readonly<Record<string, 'u32' | 'f64'>>, chunks: readonly Columns[], queries: QuerySet) {
+  const stores = {} as Record<NodeStorageKind, BuiltStore>;
+  for (const kind of NODE_STORAGE_KINDS) {
+    console.error(`node-storage: ${name}, ${kind} ...`);
+    stores[kind] = build(name, kind, schema, chunks);
+  }
+  const built = Object.fromEntries(NODE_STORAGE_KINDS.map((kind) => [kind, { insertSeconds: stores[kind].insertSeconds, height: stores[kind].height }])) as Record<NodeStorageKind, { insertSeconds: number; height: number }>;
+  return { built, results: interleaved(stores, name, queries) };
+}
+
+function measureVariants(w: Workload, matched: { events: number }): Record<NodeStorageKind, VariantResult> {
+  const stock = measureStream('stock', STOCK_SCHEMA, w.stock, stockQueries(w));
+  const sine = measureStream('sine', SINE_SCHEMA, w.sine, sineFilter(w, matched));
+  const inState = (kind: NodeStorageKind, state: CacheState): QueryTimes => ({
+    ...(stock.results[kind][state].times as Omit<Record<QueryKey, number>, 'filter_ms'>),
+    filter_ms: sine.results[kind][state].times.filter_ms!,
+    ssd_node_reads_per_stock_query: stock.results[kind][state].nodeReadsPerQuery,
+    ssd_node_reads_per_filter: sine.results[kind][state].nodeReadsPerQuery,
   });
-  return { insert_stock_s: round(stock.insertSeconds, 3), insert_sine_s: round(sine.insertSeconds, 3), height_stock: stock.height, cold: inState('cold'), warm: inState('warm') };
+  return Object.fromEntries(NODE_STORAGE_KINDS.map((kind) => [kind, {
+    insert_stock_s: round(stock.built[kind].insertSeconds, 3),
+    insert_sine_s: round(sine.built[kind].insertSeconds, 3),
+    height_stock: stock.built[kind].height,
+    cold: inState(kind, 'cold'),
+    warm: inState(kind, 'warm'),
+  }])) as Record<NodeStorageKind, VariantResult>;
 }
 
 /** The key of a query's ratio in a cache state: `cold_point`, `warm_agg_1pct`, ... */
 export function ratioKey(state: CacheState, key: QueryKey): string {
   return `${state}_${key.replace(/_(us|ms)$/, '')}`;
-}
-
-function roundTimes(times: Record<QueryKey, number>): Record<QueryKey, number> {
-  return Object.fromEntries(QUERY_KEYS.map((key) => [key, round(times[key], key === 'filter_ms' ? 3 : 2)])) as Record<QueryKey, number>;
 }
 
 /** Each variant's times divided by `base`'s: against 'pmem' (> 1: slower than index nodes in PMem), and against 'ssd', the paper's form. */
@@ -252,27 +297,23 @@ function printVariants(events: number, variants: Record<NodeStorageKind, Variant
     rows.push([`${state}: index nodes read from SSD per filter`, ...NODE_STORAGE_KINDS.map((kind) => variants[kind][state].ssd_node_reads_per_filter), ...others.map(() => '')]);
   }
   printTable(`paper Fig. 6, node storage variants, ${events.toLocaleString('en-US')} events of Stock and Sine (medians; filter matched ${matched.toLocaleString('en-US')} events = ${round((100 * matched) / events, 3)} %)`, header, rows);
-  console.log('  cold: cacheBytes 0 (every node and leaf read from its medium); warm: default 64 MiB cache; both on a fresh open after one unmeasured pass');
+  console.log(`  cold: cacheBytes 0 (every node and leaf read from its medium); warm: default 64 MiB cache; ${ROUNDS} rounds over the variants, each on a fresh open after one unmeasured pass`);
   console.log('  paper (time ratio vs its baseline = ssd): pmem-aggregates point ~0.85, aggregation 1.10-1.25, filter ~0.85; pmem 0.60-0.65 on every query; insert barely affected');
 }
 
-export async function run(args: BenchArgs): Promise<void> {
+export function run(args: BenchArgs): void {
   const events = args.events ?? (args.quick ? 1_000_000 : 5_000_000);
   const w = workload(events, args.quick);
   const matched = { events: 0 };
   for (const kind of NODE_STORAGE_KINDS) warmUpInserts(w, kind);
-  const variants = {} as Record<NodeStorageKind, VariantResult>;
-  for (const kind of NODE_STORAGE_KINDS) {
-    console.error(`node-storage: ${kind} ...`);
-    variants[kind] = await measureVariant(w, kind, matched);
-  }
+  const variants = measureVariants(w, matched);
   const ratios = ratiosAgainst('pmem', variants);
   printVariants(events, variants, ratios, matched.events);
   printResult({
     bench: 'node-storage',
     events,
     filter_selectivity: round(matched.events / events, 5),
-    cache_states: { cold: 'cacheBytes 0: every index node and leaf read from its medium (OS page cache warm)', warm: 'default 64 MiB cache', both: 'fresh open, one unmeasured pass of the same queries first' },
+    cache_states: { cold: 'cacheBytes 0: every index node and leaf read from its medium (OS page cache warm)', warm: 'default 64 MiB cache', both: `${ROUNDS} rounds over the variants in turn, each on a fresh open after one unmeasured pass; medians over all rounds` },
     variants,
     ratio_vs_pmem: ratios,
     ratio_vs_ssd: ratiosAgainst('ssd', variants),
