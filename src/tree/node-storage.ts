@@ -79,6 +79,7 @@ class PmemNodeView implements NodeView {
 class RecordNodeView implements NodeView {
   readonly count: number;
   private readonly inlineAt: number;
+  private readonly slotBytes: number;
 
   constructor(
     private readonly layout: RowLayout,
@@ -87,6 +88,7 @@ class RecordNodeView implements NodeView {
   ) {
     this.count = nodeCount(bytes, 0);
     this.inlineAt = nodeBytesFor(this.count);
+    this.slotBytes = aggregateSlotBytes(layout.numeric.length);
   }
 
   span(from: Timestamp, to: Timestamp): [number, number] {
@@ -118,7 +120,7 @@ class RecordNodeView implements NodeView {
   }
 
   private slotAt(i: number): number {
-    return this.inlineAt + i * aggregateSlotBytes(this.layout.numeric.length);
+    return this.inlineAt + i * this.slotBytes;
   }
 }
 
