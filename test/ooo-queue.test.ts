@@ -105,65 +105,86 @@ function modelOrder(queue: OooQueue, slots: number[]): number[] {
 }
 
 /** A queue of `count` slots with random (often equal) timestamps, persisted in random batches. */
-function filledQueue(count: number, seed: number): { region: SimulatedRegion; queue: OooQueue } {
+function filledQueue(count: number, seed: number, spread = 500): { region: SimulatedRegion; queue: OooQueue } {
   const made = newQueue();
   const random = new Random(seed);
   for (let slot = 0; slot < count; slot++) {
-    insert(made.queue, random.nextInt(500), slot);
+    insert(made.queue, random.nextInt(spread), slot);
     if (random.nextInt(40) === 0) made.queue.persistPending();
   }
   made.queue.persistPending();
   return made;
 }
 
+/** Every trusted run of `queue`: its slots, as the model orders them, and no problem. */
+function expectTrueRuns(queue: OooQueue, label = ''): void {
+  let covered = 0;
+  for (const run of queue.sortedRuns()) {
+    expect(run.firstSlot, label).toBe(covered);
+    const slots = Array.from({ length: run.length }, (_, i) => queue.runSlot(run, i));
+    expect(slots, label).toEqual(modelOrder(queue, Array.from({ length: run.length }, (_, j) => run.firstSlot + j)));
+    expect(queue.runProblem(run), label).toBeUndefined();
+    covered += run.length;
+  }
+  expect(covered, label).toBe(queue.sortedBlocks * queue.blockSlots);
+}
+
+/** Bits set in n: how many runs a queue of n sorted blocks has. */
+function popcount(n: number): number {
+  return n.toString(2).replaceAll('0', '').length;
+}
+
 describe('OooQueue sorted runs', () => {
-  it('sorts every full block into a run, in (ts, slot) order, and keeps the runs across a reopen', () => {
+  it('merges complete blocks binary-counter style: one run per set bit of the block count, each in (ts, slot) order, kept across a reopen', () => {
     const { region, queue } = filledQueue(0, 1);
     const blockSlots = queue.blockSlots;
     expect(blockSlots).toBeGreaterThanOrEqual(64);
-    const full = filledQueue(3 * blockSlots + 17, 2);
-    expect(full.queue.sortedBlocks).toBe(3);
-    for (const q of [full.queue, reopen(full.region.crash(4))]) {
-      expect(q.sortedBlocks).toBe(3);
-      for (let block = 0; block < 3; block++) {
-        const run = Array.from({ length: blockSlots }, (_, i) => q.runSlot(block, i));
-        expect(run).toEqual(modelOrder(q, Array.from({ length: blockSlots }, (_, j) => block * blockSlots + j)));
-        expect(q.runProblem(block)).toBeUndefined();
+    for (const blocks of [1, 3, 7, 8, 11]) {
+      const full = filledQueue(blocks * blockSlots + 17, blocks);
+      expect(full.queue.sortedBlocks).toBe(blocks);
+      for (const q of [full.queue, reopen(full.region.crash(4))]) {
+        expect(q.sortedBlocks).toBe(blocks);
+        expect(q.sortedRuns().length).toBe(popcount(blocks));
+        expectTrueRuns(q, `${blocks} blocks`);
       }
     }
     expect(queue.sortedBlocks).toBe(0);
     expect(region).toBeDefined();
   });
 
-  it('a power failure at any persist of the insert that completes a block: a trusted run is always intact, and the next insert writes a missing one', () => {
-    for (let stopAt = 1; stopAt <= 8; stopAt++) {
-      const { region, queue } = filledQueue(0, 3);
-      const random = new Random(stopAt);
-      for (let slot = 0; slot < queue.blockSlots - 1; slot++) insert(queue, random.nextInt(50), slot);
-      queue.persistPending();
-      insert(queue, random.nextInt(50), 999);
-      let persists = 0;
-      region.onPersist = () => {
-        if (++persists === stopAt) throw new Error('power cut');
-      };
-      try {
+  it('a power failure at any persist of the insert that completes a block: the trusted runs are always intact, and the next insert writes a missing one', () => {
+    for (const blocksBefore of [0, 3]) {
+      for (let stopAt = 1; stopAt <= 8; stopAt++) {
+        const { region, queue } = filledQueue(blocksBefore * 64, 3 + blocksBefore);
+        const random = new Random(stopAt);
+        for (let slot = 0; slot < queue.blockSlots - 1; slot++) insert(queue, random.nextInt(50), slot);
         queue.persistPending();
-      } catch (err) {
-        expect((err as Error).message).toBe('power cut');
-      }
-      region.onPersist = undefined;
-      for (let seed = 0; seed < 20; seed++) {
-        const after = reopen(region.crash(seed));
-        expect(after.length).toBeGreaterThanOrEqual(after.blockSlots - 1);
-        if (after.sortedBlocks > 0) expect(after.runProblem(0), `stop ${stopAt} seed ${seed}`).toBeUndefined();
-        // Queries through runs and the tail see every slot, whether the run was trusted or not.
-        const recovered = new RecoveredSlots(after, layout, after.length, undefined);
-        expect(recovered.count()).toBe(after.length);
-        expect([...recovered.between(0, 49)]).toEqual(modelOrder(after, Array.from({ length: after.length }, (_, slot) => slot)));
-        insert(after, 7, 1000);
-        after.persistPending();
-        expect(after.sortedBlocks).toBe(1);
-        expect(after.runProblem(0)).toBeUndefined();
+        insert(queue, random.nextInt(50), 999);
+        let persists = 0;
+        region.onPersist = () => {
+          if (++persists === stopAt) throw new Error('power cut');
+        };
+        try {
+          queue.persistPending();
+        } catch (err) {
+          expect((err as Error).message).toBe('power cut');
+        }
+        region.onPersist = undefined;
+        for (let seed = 0; seed < 20; seed++) {
+          const label = `${blocksBefore} blocks before, stop ${stopAt} seed ${seed}`;
+          const after = reopen(region.crash(seed));
+          expect(after.length).toBeGreaterThanOrEqual((blocksBefore + 1) * after.blockSlots - 1);
+          expect([blocksBefore, blocksBefore + 1]).toContain(after.sortedBlocks);
+          expectTrueRuns(after, label);
+          // Queries through runs and the tail see every slot, whether the last run was trusted or not.
+          const recovered = new RecoveredSlots(after, layout, after.length, undefined);
+          expect(recovered.count()).toBe(after.length);
+          expect([...recovered.between(0, 499)], label).toEqual(modelOrder(after, Array.from({ length: after.length }, (_, slot) => slot)));
+          insert(after, 7, 1000);
+          after.persistPending();
+          expect(after.sortedBlocks).toBe(blocksBefore + 1);
+          expectTrueRuns(after, label);
+        }
       }
     }
   });
@@ -180,49 +201,68 @@ describe('OooQueue sorted runs', () => {
     queue.persistPending();
     const after = reopen(region.crash(1));
     expect(after.sortedBlocks).toBe(1);
-    expect(after.runProblem(0)).toBeUndefined();
+    expectTrueRuns(after);
     const image = region.crash(2);
     new DataView(image.buffer).setUint32(292, 5, true); // runs word says more blocks than were acknowledged
     expect(() => reopen(image)).toThrow(/sorted blocks/);
   });
 
-  it('a damaged run is reported by runProblem (what verify({ full: true }) asks); an entry naming no slot is refused', () => {
+  it('a damaged run or fence is reported by runProblem (what verify({ full: true }) asks); an entry naming no slot is refused', () => {
     const { queue } = filledQueue(0, 6);
-    for (let slot = 0; slot < queue.blockSlots; slot++) insert(queue, slot % 9, slot);
+    for (let slot = 0; slot < 2 * queue.blockSlots; slot++) insert(queue, slot % 9, slot);
     queue.persistPending();
-    const entries = new Uint16Array(queue.view.buffer, queue.runOffset(0), queue.blockSlots);
+    const [run] = queue.sortedRuns();
+    const entries = new Uint32Array(queue.view.buffer, run!.entriesOffset, run!.length);
     [entries[3], entries[40]] = [entries[40]!, entries[3]!];
-    expect(queue.runProblem(0)).toMatch(/not in \(timestamp, slot\) order/);
+    expect(queue.runProblem(run!)).toMatch(/not in \(timestamp, slot\) order/);
     [entries[3], entries[40]] = [entries[40]!, entries[3]!];
     entries[5] = entries[6]!;
-    expect(queue.runProblem(0)).toMatch(/not a permutation/);
-    entries[5] = 0xffff;
+    expect(queue.runProblem(run!)).toMatch(/not a permutation/);
+    entries[5] = entries[4]! + 1; // not what it was: fix the permutation the slow way
+    const fences = new BigInt64Array(queue.view.buffer, run!.fencesOffset, run!.length / 8);
+    const intact = new Uint32Array(modelOrder(queue, Array.from({ length: run!.length }, (_, j) => j)));
+    entries.set(intact);
+    expect(queue.runProblem(run!)).toBeUndefined();
+    fences[2] = fences[2]! + 1n;
+    expect(queue.runProblem(run!)).toMatch(/fence 2 is not/);
+    fences[2] = fences[2]! - 1n;
+    new BigInt64Array(queue.view.buffer, run!.topFencesOffset, 1)[0] = -1n;
+    expect(queue.runProblem(run!)).toMatch(/top fence 0 is not/);
+    entries[5] = run!.length;
     expect(() => new RecoveredSlots(queue, layout, queue.length, undefined).between(0, 9)).toThrow(CorruptionError);
   });
 
   it('answers through runs and the tail like a sorted array, the merge cursor leaving out a prefix', () => {
-    fc.assert(
-      fc.property(fc.integer({ min: 0, max: 600 }), fc.nat(1000), fc.nat(60), fc.nat(60), (count, seed, a, b) => {
-        const { queue } = filledQueue(count, seed);
-        const all = modelOrder(queue, Array.from({ length: count }, (_, slot) => slot));
-        const cut = all[seed % (count + 1)];
-        const cursor = cut === undefined ? undefined : { generation: queue.generation, ts: BigInt(queue.timestamp(cut)), slot: cut };
-        const live = cut === undefined ? all : all.slice(all.indexOf(cut));
-        const recovered = new RecoveredSlots(queue, layout, count, cursor);
-        const [from, to] = [Math.min(a, b) * 8, Math.max(a, b) * 8];
-        const wanted = live.filter((slot) => queue.timestamp(slot) >= from && queue.timestamp(slot) <= to);
-        expect([...recovered.between(from, to)]).toEqual(wanted);
-        expect(recovered.count()).toBe(live.length);
-        expect(recovered.lastAtOrBefore(to)).toBe(live.filter((slot) => queue.timestamp(slot) <= to).at(-1) ?? -1);
-      }),
-      { numRuns: 60 },
-    );
+    const answersLikeTheModel = (count: number, seed: number, spread: number, a: number, b: number) => {
+      const { queue } = filledQueue(count, seed, spread);
+      const all = modelOrder(queue, Array.from({ length: count }, (_, slot) => slot));
+      const cut = all[seed % (count + 1)];
+      const cursor = cut === undefined ? undefined : { generation: queue.generation, ts: BigInt(queue.timestamp(cut)), slot: cut };
+      const live = cut === undefined ? all : all.slice(all.indexOf(cut));
+      const recovered = new RecoveredSlots(queue, layout, count, cursor);
+      const [from, to] = [Math.floor((Math.min(a, b) * spread) / 60), Math.floor((Math.max(a, b) * spread) / 60)];
+      const wanted = live.filter((slot) => queue.timestamp(slot) >= from && queue.timestamp(slot) <= to);
+      expect([...recovered.between(from, to)]).toEqual(wanted);
+      expect([...recovered.between(from, from)]).toEqual(live.filter((slot) => queue.timestamp(slot) === from));
+      expect(recovered.count()).toBe(live.length);
+      expect(recovered.lastAtOrBefore(to)).toBe(live.filter((slot) => queue.timestamp(slot) <= to).at(-1) ?? -1);
+    };
+    const spreads = fc.constantFrom(3, 500, 1_000_000);
+    fc.assert(fc.property(fc.integer({ min: 0, max: 600 }), fc.nat(1000), spreads, fc.nat(60), fc.nat(60), answersLikeTheModel), { numRuns: 60 });
+    // Runs longer than a top fence's span (4096 entries): every level of the search is used.
+    fc.assert(fc.property(fc.integer({ min: 4096, max: 9500 }), fc.nat(1000), spreads, fc.nat(60), fc.nat(60), answersLikeTheModel), { numRuns: 8 });
   });
 
-  it('refuses a queue file of the layout before sorted runs with a CorruptionError that says so', () => {
-    const region = SimulatedRegion.create('queue', 4096);
-    writeFileHeader(region, { kind: FileKind.OooQueue, storeId: STORE, streamId: 0, geometry: [queueSlotBytes(layout.rowBytes), layout.rowBytes] });
-    expect(() => OooQueue.open(SimulatedRegion.fromImage('queue', region.crash(0)), layout, STORE, 0, 1 << 20)).toThrow(/older format without sorted runs/);
+  it('refuses a queue file of an older layout with a CorruptionError that names it', () => {
+    const slotBytes = queueSlotBytes(layout.rowBytes);
+    for (const [geometry, named] of [
+      [[slotBytes, layout.rowBytes], /older format \(without sorted runs/],
+      [[slotBytes, layout.rowBytes, 16_384, Math.ceil((2 * 16_384) / slotBytes)], /older format \(one sorted run per block/],
+    ] as const) {
+      const region = SimulatedRegion.create('queue', 4096);
+      writeFileHeader(region, { kind: FileKind.OooQueue, storeId: STORE, streamId: 0, geometry });
+      expect(() => OooQueue.open(SimulatedRegion.fromImage('queue', region.crash(0)), layout, STORE, 0, 1 << 20)).toThrow(named);
+    }
   });
 });
 

@@ -1,12 +1,13 @@
 // The out-of-order queue in PMem (paper §4.3): late events in arrival order, each insert
 // persisted before it is acknowledged, so the queue needs no copy on SSD and loses nothing.
 // The DRAM application-time index (time-index.ts) orders its slots by timestamp; the queue
-// itself keeps *sorted runs* - each full block of B slots ordered by (timestamp, slot) - so that
-// right after open a query binary-searches the runs instead of scanning every slot
+// itself keeps *sorted runs* - its complete blocks of B slots, merged binary-counter style into
+// at most log2(blocks) runs, each ordered by (timestamp, slot) and indexed by fences - so that
+// right after open a query touches a few pages per run instead of scanning every slot
 // (recovered-slots.ts), and the index can be rebuilt in the background.
 //
 // File layout (a flat array of P-byte physical slots, pmem/flat-array.ts), geometry =
-// [P = slotBytes, rowBytes, B = slotsPerBlock, R = runSlots]:
+// [P = slotBytes, rowBytes, B = slotsPerBlock, F = FENCE_EVERY, T = TOP_FENCE_EVERY]:
 //   [0, 256)            file header
 //   256  u32  generation     } one aligned 8-byte word, stored and persisted at once
 //   260  u32  trusted count  }
@@ -15,24 +16,35 @@
 //   280  u32  acknowledged generation } one aligned 8-byte word: slots [0, acknowledged) of that
 //   284  u32  acknowledged count      } generation were persisted before their appends returned
 //   288  u32  runs generation } one aligned 8-byte word: blocks [0, sorted) of that generation
-//   292  u32  sorted blocks   } have a persisted run
-//   512 + k * (B + R) * P    block k: B slots (slot k*B + j at physical slot k*(B + R) + j),
-//                            then its run: B u16 entries in R physical slots, entry i = j of the
-//                            block's i-th slot in (timestamp, slot) order
+//   292  u32  sorted blocks   } are in persisted runs
+//   512                  physical slots: block b's B slots, and after block 2^k - 1 the area of
+//                        level k (so slot s lies at physical slot s + the areas of levels
+//                        0 .. bitLength(s / B) - 1)
+//   level-k area (n = B x 2^k entries, each part 8-byte aligned):
+//        ceil(n / T) i64  top fences: the timestamp of entry i x T
+//        ceil(n / F) i64  fences: the timestamp of entry i x F
+//        n u32            entries: the run's slots in (timestamp, slot) order, each as its
+//                         distance from the run's first slot
 //   slot:  0  u32  check word: CRC-32 of the row, seeded with (generation, slot)
 //          4  row (rowBytes, the stream's row layout), then zero padding to a multiple of 8
-// B is a power of two in [64, 16384], chosen at creation from the queue's capacity.
+// The runs are the binary digits of `sorted`: for each set bit k, from the highest down, a run of
+// 2^k blocks in level k's area, the first of them covering blocks [0, 2^K). B is a power of two
+// in [64, 512], chosen at creation from the queue's capacity.
 //
 // Persistence rules:
 //   * insert: row and check word written, then the slot persisted, then the acknowledged word
 //     (generation, slots persisted) stored and persisted - before the append returns. At open a
 //     slot below the acknowledged count that fails its check was damaged after it was
 //     acknowledged: the queue is refused (CorruptionError), never silently cut there;
-//   * a block's run is written once every slot of the block is acknowledged: run persisted, then
-//     the runs word (generation, sorted blocks). A crash between leaves the word old: the block
-//     counts as unsorted (scanned by queries) until the next persistPending() writes its run
-//     again. The word never counts a run that is not durable, so a trusted run is a sorted
-//     permutation of its block (verify({ full: true }) checks it);
+//   * when block b completes (sorted becomes c = b + 1, k = the trailing zero bits of c), the
+//     runs of levels 0 .. k-1 and block b are sorted into level k's area: area persisted, then
+//     the runs word (generation, c). Level k's area holds no live run while bit k of c - 1 is
+//     clear, so the write never touches a run the persisted word names: a crash before the word
+//     leaves the old runs intact, and block b counts as unsorted (scanned by queries) until the
+//     next persistPending() sorts it again. The word never names a run that is not durable, so a
+//     trusted run is a sorted permutation of its blocks with true fences (verify({ full: true })
+//     checks it). One word per block: merging several blocks before one word would overwrite a
+//     run the persisted word still names;
 //   * every TRUST_EVERY inserts: the newest timestamp so far is persisted, then its coverage
 //     word, then the state word's trusted count (slots below it were all persisted and verify).
 //     open() checks only the slots after the trusted count, up to the first failure, and finds
@@ -65,11 +77,19 @@ const SORTED_BLOCKS_OFFSET = STATE_BLOCK_OFFSET + 36;
 /** Inserts between two advances of the trusted count: bounds open()'s verification work. */
 export const TRUST_EVERY = 256;
 const INITIAL_SLOTS = 1024;
-const RUN_ENTRY_BYTES = 2;
+const ENTRY_BYTES = 4;
+export const FENCE_BYTES = 8;
+/** Every FENCE_EVERY-th entry's timestamp is a fence: a search ends with log2(F) slot reads. */
+export const FENCE_EVERY = 8;
+/** Every TOP_FENCE_EVERY-th entry's is a top fence: the fences between two fill one page. */
+export const TOP_FENCE_EVERY = 4096;
 const MIN_BLOCK_SLOTS = 64;
-const MAX_BLOCK_SLOTS = 16_384;
-/** Aim for about this many runs in a full queue: a query costs runs x log B + B slot reads. */
-const RUNS_PER_FULL_QUEUE = 128;
+/** Queries scan the partial last block: it must stay a few pages. */
+const MAX_BLOCK_SLOTS = 512;
+/** Aim for about this many blocks in a full queue, with B clamped to [MIN, MAX]. */
+const BLOCKS_PER_FULL_QUEUE = 1024;
+/** The deepest level a file can have: blocks are counted in a u32. */
+const MAX_LEVELS = 32;
 /** The capacity a queue is created for when the caller does not say (the default oooQueueBytes). */
 const DEFAULT_CAPACITY_BYTES = 100 * 2 ** 20;
 
@@ -80,12 +100,24 @@ export function queueSlotBytes(rowBytes: number): number {
 
 /**
  * Where slots and runs lie in the queue file: everything a reader on another thread needs
- * (index-builder-worker.ts) to find slot i's row.
+ * (index-builder-worker.ts) to find slot i's row. Plain data: it crosses to a worker.
  */
 export interface QueueGeometry {
   readonly slotBytes: number;
   readonly blockSlots: number;
-  readonly runSlots: number;
+  /** areaSlotsBefore[m]: physical slots taken by the areas of levels 0 .. m-1. */
+  readonly areaSlotsBefore: readonly number[];
+}
+
+/** A sorted run: slots [firstSlot, firstSlot + length) in level `level`'s area. */
+export interface SortedRun {
+  readonly level: number;
+  readonly firstSlot: number;
+  readonly length: number;
+  /** Byte offsets in the file of its top fences, fences and entries. */
+  readonly topFencesOffset: number;
+  readonly fencesOffset: number;
+  readonly entriesOffset: number;
 }
 
 /** Byte offset of slot `slot`'s row in a queue file of geometry `g`. */
@@ -93,20 +125,31 @@ export function queueRowOffset(g: QueueGeometry, slot: number): number {
   return SLOTS_OFFSET + physicalSlot(g, slot) * g.slotBytes + CHECK_BYTES;
 }
 
-function physicalSlot(g: QueueGeometry, slot: number): number {
-  return slot + Math.floor(slot / g.blockSlots) * g.runSlots;
+function bitLength(n: number): number {
+  return 32 - Math.clz32(n);
 }
 
-/** Slots per block for a queue of `capacitySlots`: a power of two, about capacity / 128. */
+function physicalSlot(g: QueueGeometry, slot: number): number {
+  return slot + g.areaSlotsBefore[bitLength(Math.floor(slot / g.blockSlots))]!;
+}
+
+/** Bytes of the area of a level whose runs hold `entries` slots. */
+function areaBytes(entries: number): number {
+  return (Math.ceil(entries / TOP_FENCE_EVERY) + Math.ceil(entries / FENCE_EVERY)) * FENCE_BYTES + entries * ENTRY_BYTES;
+}
+
+/** Slots per block for a queue of `capacitySlots`: a power of two, about capacity / 1024. */
 function blockSlotsFor(capacitySlots: number): number {
   let slots = MIN_BLOCK_SLOTS;
-  while (slots * 2 <= Math.min(MAX_BLOCK_SLOTS, capacitySlots / RUNS_PER_FULL_QUEUE)) slots *= 2;
+  while (slots * 2 <= Math.min(MAX_BLOCK_SLOTS, capacitySlots / BLOCKS_PER_FULL_QUEUE)) slots *= 2;
   return slots;
 }
 
 function geometryFor(rowBytes: number, blockSlots: number): QueueGeometry {
   const slotBytes = queueSlotBytes(rowBytes);
-  return { slotBytes, blockSlots, runSlots: Math.ceil((blockSlots * RUN_ENTRY_BYTES) / slotBytes) };
+  const areaSlotsBefore = [0];
+  for (let level = 0; level < MAX_LEVELS; level++) areaSlotsBefore.push(areaSlotsBefore[level]! + Math.ceil(areaBytes(blockSlots * 2 ** level) / slotBytes));
+  return { slotBytes, blockSlots, areaSlotsBefore };
 }
 
 export class OooQueue {
@@ -205,29 +248,64 @@ export class OooQueue {
     return this.layout.readTimestamp(this.array.view, this.rowOffset(slot));
   }
 
-  /**
-   * The slot at position `i` of block `block`'s run (its slots in (timestamp, slot) order).
-   * REQUIRES: block < sortedBlocks. A damaged entry that names no slot of the block is refused.
-   */
-  runSlot(block: number, i: number): number {
-    const j = this.array.view.getUint16(this.runOffset(block) + i * RUN_ENTRY_BYTES, true);
-    if (j >= this.geometry.blockSlots) throw new CorruptionError(this.array.region.path, this.runOffset(block) + i * RUN_ENTRY_BYTES, `out-of-order queue run ${block} names slot ${j} of a ${this.geometry.blockSlots}-slot block`);
-    return block * this.geometry.blockSlots + j;
+  /** The trusted runs, in slot order: one per set bit of sortedBlocks, the highest first. */
+  sortedRuns(): SortedRun[] {
+    const runs: SortedRun[] = [];
+    const { blockSlots } = this.geometry;
+    let firstSlot = 0;
+    for (let level = bitLength(this.sorted) - 1; level >= 0; level--) {
+      if ((this.sorted & (2 ** level)) === 0) continue;
+      runs.push(this.runAt(level, firstSlot));
+      firstSlot += blockSlots * 2 ** level;
+    }
+    return runs;
   }
 
-  /** Why block `block`'s run is not its slots in (timestamp, slot) order, or undefined if it is. */
-  runProblem(block: number): string | undefined {
-    const seen = new Uint8Array(this.geometry.blockSlots);
+  private runAt(level: number, firstSlot: number): SortedRun {
+    const length = this.geometry.blockSlots * 2 ** level;
+    const topFencesOffset = this.array.slotOffset(this.areaSlot(level));
+    const fencesOffset = topFencesOffset + Math.ceil(length / TOP_FENCE_EVERY) * FENCE_BYTES;
+    return { level, firstSlot, length, topFencesOffset, fencesOffset, entriesOffset: fencesOffset + Math.ceil(length / FENCE_EVERY) * FENCE_BYTES };
+  }
+
+  /** The physical slot where level `level`'s area starts: right after block 2^level - 1. */
+  private areaSlot(level: number): number {
+    return this.geometry.blockSlots * 2 ** level + this.geometry.areaSlotsBefore[level]!;
+  }
+
+  /** The physical slot just past level `level`'s area. */
+  private areaEnd(level: number): number {
+    return this.geometry.blockSlots * 2 ** level + this.geometry.areaSlotsBefore[level + 1]!;
+  }
+
+  /**
+   * The slot at position `i` of `run` (its slots in (timestamp, slot) order). A damaged entry
+   * that names no slot of the run is refused.
+   */
+  runSlot(run: SortedRun, i: number): number {
+    const at = run.entriesOffset + i * ENTRY_BYTES;
+    const offset = this.array.view.getUint32(at, true);
+    if (offset >= run.length) throw new CorruptionError(this.array.region.path, at, `out-of-order queue run of level ${run.level} names slot ${offset} of its ${run.length}`);
+    return run.firstSlot + offset;
+  }
+
+  /** Why `run` is not its slots in (timestamp, slot) order with true fences, or undefined if it is. */
+  runProblem(run: SortedRun): string | undefined {
+    const view = this.array.view;
+    const seen = new Uint8Array(run.length);
     let previous = -1;
-    for (let i = 0; i < this.geometry.blockSlots; i++) {
-      const j = this.array.view.getUint16(this.runOffset(block) + i * RUN_ENTRY_BYTES, true);
-      if (j >= seen.length || seen[j] !== 0) return `entry ${i} names slot ${j} of the block: not a permutation`;
-      seen[j] = 1;
-      const slot = block * this.geometry.blockSlots + j;
+    for (let i = 0; i < run.length; i++) {
+      const offset = view.getUint32(run.entriesOffset + i * ENTRY_BYTES, true);
+      if (offset >= seen.length || seen[offset] !== 0) return `entry ${i} names slot ${offset} of the run: not a permutation`;
+      seen[offset] = 1;
+      const slot = run.firstSlot + offset;
       if (previous >= 0 && !(this.timestamp(previous) < this.timestamp(slot) || (this.timestamp(previous) === this.timestamp(slot) && previous < slot))) {
         return `entry ${i} (slot ${slot}, ts ${this.timestamp(slot)}) follows slot ${previous} (ts ${this.timestamp(previous)}): not in (timestamp, slot) order`;
       }
       previous = slot;
+      const ts = view.getBigInt64(this.rowOffset(slot), true);
+      if (i % FENCE_EVERY === 0 && view.getBigInt64(run.fencesOffset + (i / FENCE_EVERY) * FENCE_BYTES, true) !== ts) return `fence ${i / FENCE_EVERY} is not entry ${i}'s timestamp ${ts}`;
+      if (i % TOP_FENCE_EVERY === 0 && view.getBigInt64(run.topFencesOffset + (i / TOP_FENCE_EVERY) * FENCE_BYTES, true) !== ts) return `top fence ${i / TOP_FENCE_EVERY} is not entry ${i}'s timestamp ${ts}`;
     }
     return undefined;
   }
@@ -275,37 +353,46 @@ export class OooQueue {
     }
   }
 
-  /** Writes and persists the run of each complete block without one, then the runs word. */
+  /**
+   * Sorts each complete block into the runs, one block and one persisted runs word at a time
+   * (see the persistence rules: the word must name only runs no later write touches).
+   */
   private sortCompleteBlocks(): void {
     const complete = Math.floor(this.persisted / this.geometry.blockSlots);
-    if (complete === this.sorted) return;
-    for (let block = this.sorted; block < complete; block++) this.writeRun(block);
     const view = this.array.view;
-    view.setUint32(RUNS_GENERATION_OFFSET, this.generationNumber, true);
-    view.setUint32(SORTED_BLOCKS_OFFSET, complete, true);
-    this.array.region.persist(RUNS_GENERATION_OFFSET, 8);
-    this.sorted = complete;
+    for (let count = this.sorted + 1; count <= complete; count++) {
+      this.writeLevel(count);
+      view.setUint32(RUNS_GENERATION_OFFSET, this.generationNumber, true);
+      view.setUint32(SORTED_BLOCKS_OFFSET, count, true);
+      this.array.region.persist(RUNS_GENERATION_OFFSET, 8);
+      this.sorted = count;
+    }
   }
 
-  private writeRun(block: number): void {
-    const { blockSlots, runSlots } = this.geometry;
-    const first = block * blockSlots;
-    this.array.ensureCapacity(physicalSlot(this.geometry, first) + blockSlots + runSlots - 1);
-    const slots = new Int32Array(blockSlots);
-    for (let j = 0; j < blockSlots; j++) slots[j] = first + j;
-    const order = sortByTime(slots, this.array.view, (slot) => this.rowOffset(slot));
-    const run = new Uint16Array(blockSlots);
-    for (let i = 0; i < blockSlots; i++) run[i] = order[i]! - first;
-    const at = this.runOffset(block);
-    // Little-endian u16 entries, as every other word of the file (the host is little-endian).
-    this.array.bytes.set(new Uint8Array(run.buffer), at);
-    this.array.region.persist(at, blockSlots * RUN_ENTRY_BYTES);
-  }
-
-  /** Byte offset of block `block`'s run (its first u16 entry). */
-  runOffset(block: number): number {
+  /**
+   * Writes and persists the run that block `count - 1`'s completion makes: its block and the runs
+   * of the levels below, sorted into level k's area (k = trailing zero bits of `count`).
+   */
+  private writeLevel(count: number): void {
+    const level = bitLength(count & -count) - 1;
     const { blockSlots } = this.geometry;
-    return this.array.slotOffset(physicalSlot(this.geometry, block * blockSlots) + blockSlots);
+    const run = this.runAt(level, (count - 2 ** level) * blockSlots);
+    this.array.ensureCapacity(this.areaEnd(level) - 1);
+    const slots = new Int32Array(run.length);
+    for (let i = 0; i < run.length; i++) slots[i] = run.firstSlot + i;
+    const order = sortByTime(slots, this.array.view, (slot) => this.rowOffset(slot));
+    const view = this.array.view;
+    const words = new Int32Array(view.buffer, view.byteOffset, view.byteLength >>> 2);
+    const entries = new Uint32Array(run.length);
+    for (let i = 0; i < run.length; i++) {
+      const slot = order[i]!;
+      entries[i] = slot - run.firstSlot;
+      if (i % FENCE_EVERY === 0) copyTimestamp(words, this.rowOffset(slot), run.fencesOffset + (i / FENCE_EVERY) * FENCE_BYTES);
+      if (i % TOP_FENCE_EVERY === 0) copyTimestamp(words, this.rowOffset(slot), run.topFencesOffset + (i / TOP_FENCE_EVERY) * FENCE_BYTES);
+    }
+    // Little-endian u32 entries, as every other word of the file (the host is little-endian).
+    this.array.bytes.set(new Uint8Array(entries.buffer), run.entriesOffset);
+    this.array.region.persist(run.topFencesOffset, run.entriesOffset + run.length * ENTRY_BYTES - run.topFencesOffset);
   }
 
   /** Persists the newest timestamp and what it covers, then the trusted count (see the rules above). */
@@ -331,12 +418,13 @@ export class OooQueue {
     this.array.close();
   }
 
-  /** Slots whose bytes (and, for a complete block, whose run) the file holds. */
+  /** Slots whose bytes the file holds. */
   private slotsInFile(): number {
-    const { blockSlots, runSlots } = this.geometry;
     const physical = this.array.capacity;
-    const blocks = Math.floor(physical / (blockSlots + runSlots));
-    return blocks * blockSlots + Math.min(blockSlots, physical - blocks * (blockSlots + runSlots));
+    const { blockSlots } = this.geometry;
+    let block = Math.floor(physical / blockSlots);
+    while (block > 0 && physicalSlot(this.geometry, block * blockSlots) >= physical) block--;
+    return block * blockSlots + Math.max(0, Math.min(blockSlots, physical - physicalSlot(this.geometry, block * blockSlots)));
   }
 
   private recover(): void {
@@ -361,9 +449,14 @@ export class OooQueue {
     while (slot < fileSlots && this.verifies(slot)) slot++;
     this.used = this.persisted = slot;
     // A run is persisted only after its block's slots were acknowledged, and lies in the file.
-    const { blockSlots, runSlots } = this.geometry;
-    if (this.sorted * blockSlots > Math.max(acknowledged, this.trusted) || this.sorted > Math.floor(this.array.capacity / (blockSlots + runSlots))) {
+    const { blockSlots } = this.geometry;
+    if (this.sorted * blockSlots > Math.max(acknowledged, this.trusted)) {
       throw new CorruptionError(this.array.region.path, SORTED_BLOCKS_OFFSET, `out-of-order queue: ${this.sorted} sorted blocks of ${blockSlots} slots, but only ${Math.max(acknowledged, this.trusted)} slots were acknowledged`);
+    }
+    for (let level = 0; level < bitLength(this.sorted); level++) {
+      if ((this.sorted & (2 ** level)) !== 0 && this.areaEnd(level) > this.array.capacity) {
+        throw new CorruptionError(this.array.region.path, SORTED_BLOCKS_OFFSET, `out-of-order queue: ${this.sorted} sorted blocks name a run of level ${level} past the end of the file`);
+      }
     }
     const covered = view.getUint32(COVERED_GENERATION_OFFSET, true) === this.generationNumber ? Math.min(view.getUint32(COVERED_OFFSET, true), this.used) : 0;
     this.newest = covered > 0 ? this.layout.readTimestamp(view, NEWEST_OFFSET) : undefined;
@@ -405,27 +498,43 @@ function blockSlotsOf(region: PmemRegion): number {
   return isPowerOfTwo ? blockSlots : MIN_BLOCK_SLOTS;
 }
 
-/** The array, or a CorruptionError - one that says so for a queue of the layout before sorted runs. */
+/** The array, or a CorruptionError - one that names the older layout of a queue written by one. */
 function openArray(region: PmemRegion, layout: RowLayout, geometry: QueueGeometry, storeId: Uint8Array, streamId: number): FlatArray {
   try {
     return FlatArray.open(region, identity(layout, geometry, storeId, streamId));
   } catch (err) {
-    if (err instanceof CorruptionError && isUnsortedLayout(region, layout, storeId, streamId)) {
-      throw new CorruptionError(region.path, 0, 'out-of-order queue file of the older format without sorted runs (geometry [slotBytes, rowBytes]): open the store with the chronotier version that wrote it and merge its late events (stream.mergeLateEvents()) before upgrading, or open with { rebuild: true } to rebuild the stream from SSD (its queued late events are lost then)');
+    const older = err instanceof CorruptionError ? olderLayout(region, layout, storeId, streamId) : undefined;
+    if (older !== undefined) {
+      throw new CorruptionError(region.path, 0, `out-of-order queue file of an older format (${older}): open the store with the chronotier version that wrote it and merge its late events (stream.mergeLateEvents()) before upgrading, or open with { rebuild: true } to rebuild the stream from SSD (its queued late events are lost then)`);
     }
     throw err;
   }
 }
 
-function isUnsortedLayout(region: PmemRegion, layout: RowLayout, storeId: Uint8Array, streamId: number): boolean {
-  try {
-    verifyFileHeader(region, { kind: FileKind.OooQueue, storeId, streamId, geometry: [queueSlotBytes(layout.rowBytes), layout.rowBytes] });
-    return true;
-  } catch {
-    return false;
-  }
+/** Which older queue layout the file's header names, if it names one. */
+function olderLayout(region: PmemRegion, layout: RowLayout, storeId: Uint8Array, streamId: number): string | undefined {
+  const slotBytes = queueSlotBytes(layout.rowBytes);
+  const blockSlots = storedGeometryWord(region, 2);
+  const olderGeometries: [string, number[]][] = [
+    ['without sorted runs, geometry [slotBytes, rowBytes]', [slotBytes, layout.rowBytes]],
+    ['one sorted run per block, geometry [slotBytes, rowBytes, B, runSlots]', [slotBytes, layout.rowBytes, blockSlots, Math.ceil((blockSlots * 2) / slotBytes)]],
+  ];
+  return olderGeometries.find(([, geometry]) => {
+    try {
+      verifyFileHeader(region, { kind: FileKind.OooQueue, storeId, streamId, geometry });
+      return true;
+    } catch {
+      return false;
+    }
+  })?.[0];
+}
+
+/** Copies the 8 timestamp bytes at byte `from` to byte `to` (both 4-byte aligned). */
+function copyTimestamp(words: Int32Array, from: number, to: number): void {
+  words[to >>> 2] = words[from >>> 2]!;
+  words[(to >>> 2) + 1] = words[(from >>> 2) + 1]!;
 }
 
 function identity(layout: RowLayout, geometry: QueueGeometry, storeId: Uint8Array, streamId: number) {
-  return { kind: FileKind.OooQueue, storeId, streamId, geometry: [geometry.slotBytes, layout.rowBytes, geometry.blockSlots, geometry.runSlots] };
+  return { kind: FileKind.OooQueue, storeId, streamId, geometry: [geometry.slotBytes, layout.rowBytes, geometry.blockSlots, FENCE_EVERY, TOP_FENCE_EVERY] };
 }

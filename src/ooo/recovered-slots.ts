@@ -2,19 +2,22 @@
 // rebuilt (instant recovery, seed 002): queries cost what the queue's sorted runs allow, not a
 // scan of the whole queue.
 //
-//   slots [0, runs x B)      in trusted runs (queue.ts): per run, a binary search for the first
-//                            timestamp wanted, then a walk in (ts, slot) order
-//   slots [runs x B, end)    the tail - the partial last block, and complete blocks whose run a
-//                            crash left unwritten - scanned (a few blocks at most)
+//   slots [0, sorted x B)    in trusted runs (queue.ts, at most log2(blocks) of them): per run, a
+//                            search of its top fences, its fences and then a few entries for the
+//                            first timestamp wanted - a handful of pages - then a walk in
+//                            (ts, slot) order
+//   slots [sorted x B, end)  the tail - the partial last block, and a complete block whose run a
+//                            crash left unwritten - scanned (a few pages)
 //
 // Slots the merge cursor says are in the tree are left out. Within a run they are a prefix: the
 // run is in (ts, slot) order and merged events are a prefix of that order - so each run has one
 // position from which its slots are live, found once by binary search.
 
+import { invariant } from '../errors.js';
 import type { MergeCursor } from '../tree/flank.js';
 import type { RowLayout, Timestamp } from '../tree/row-layout.js';
 import { belowCursor } from './index-builder.js';
-import type { OooQueue } from './queue.js';
+import { FENCE_BYTES, FENCE_EVERY, type OooQueue, type SortedRun, TOP_FENCE_EVERY } from './queue.js';
 import { sortByTime } from './time-index.js';
 
 /** The smallest timestamp a stream of `layout` can hold (a bound for "every event"). */
@@ -49,15 +52,15 @@ function halves(ts: Timestamp): Int64Halves {
   return { hi, lo: ts - hi * TWO_32 };
 }
 
-/** The queue's words and run entries, and where run `run`'s slots start in them. */
+/** The queue file as 32-bit words: timestamps, fences and run entries are read through it. */
 interface RunView {
   readonly words: Int32Array;
-  readonly entries: Uint16Array;
+  readonly entries: Uint32Array;
 }
 
 export class RecoveredSlots {
-  /** Blocks [0, runs) are answered through their runs. */
-  readonly runs: number;
+  /** The queue's trusted runs, in slot order; they cover slots [0, tailStart). */
+  private readonly runs: readonly SortedRun[];
   private readonly tailStart: number;
   /** Per run, the first position whose slot is not below the merge cursor (found when first needed). */
   private liveFrom: Int32Array | undefined;
@@ -71,8 +74,9 @@ export class RecoveredSlots {
     /** The merge cursor of the queue's generation, if a merge was interrupted. */
     readonly cursor: MergeCursor | undefined,
   ) {
-    this.runs = Math.min(queue.sortedBlocks, Math.floor(end / queue.blockSlots));
-    this.tailStart = this.runs * queue.blockSlots;
+    this.runs = queue.sortedRuns();
+    this.tailStart = queue.sortedBlocks * queue.blockSlots;
+    invariant(this.tailStart <= end, () => `the queue's runs cover ${this.tailStart} slots, it held ${end} at open`);
   }
 
   /** Calls `visit` for each live slot with from <= ts <= to: each run's in order, then the tail's. */
@@ -81,20 +85,13 @@ export class RecoveredSlots {
     const low = halves(from);
     const high = halves(to);
     const view = this.runView();
-    const { blockSlots } = this.queue;
-    for (let run = 0; run < this.runs; run++) {
-      const { entries, words } = view;
-      const entriesAt = this.entriesIndex(run);
-      const firstWord = this.firstWord(run);
-      const stride = this.queue.slotBytes >>> 2;
-      for (let i = Math.max(this.firstLive(run), this.firstNotBelow(view, run, low, false)); i < blockSlots; i++) {
-        const j = this.entry(entries, entriesAt, run, i);
-        const w = firstWord + j * stride;
-        const hi = words[w + 1]!;
-        if (hi > high.hi || (hi === high.hi && words[w]! >>> 0 > high.lo)) break;
-        visit(run * blockSlots + j);
+    this.runs.forEach((run, r) => {
+      for (let i = Math.max(this.firstLive(r), this.firstNotBelow(view, run, low, false)); i < run.length; i++) {
+        const slot = this.entry(view, run, i);
+        if (this.isAbove(view, this.queue.rowOffset(slot), high)) break;
+        visit(slot);
       }
-    }
+    });
     this.scanTail(from, to, visit);
   }
 
@@ -115,10 +112,10 @@ export class RecoveredSlots {
     };
     const bound = halves(ts);
     const view = this.runView();
-    for (let run = 0; run < this.runs; run++) {
+    this.runs.forEach((run, r) => {
       const last = this.firstNotBelow(view, run, bound, true) - 1;
-      if (last >= this.firstLive(run)) consider(this.queue.runSlot(run, last));
-    }
+      if (last >= this.firstLive(r)) consider(this.entry(view, run, last));
+    });
     this.scanTail(lowestTimestamp(this.layout), ts, consider);
     return best;
   }
@@ -129,7 +126,7 @@ export class RecoveredSlots {
     if (this.cursor === undefined) return this.end;
     if (this.liveCount === undefined) {
       let count = 0;
-      for (let run = 0; run < this.runs; run++) count += this.queue.blockSlots - this.firstLive(run);
+      this.runs.forEach((run, r) => (count += run.length - this.firstLive(r)));
       this.scanTail(lowestTimestamp(this.layout), highestTimestamp(this.layout), () => count++);
       this.liveCount = count;
     }
@@ -138,67 +135,63 @@ export class RecoveredSlots {
 
   private runView(): RunView {
     const view = this.queue.view;
-    return { words: new Int32Array(view.buffer, view.byteOffset, view.byteLength >>> 2), entries: new Uint16Array(view.buffer, view.byteOffset, view.byteLength >>> 1) };
+    return { words: new Int32Array(view.buffer, view.byteOffset, view.byteLength >>> 2), entries: new Uint32Array(view.buffer, view.byteOffset, view.byteLength >>> 2) };
   }
 
-  /** Index in RunView.entries of run `run`'s first entry. */
-  private entriesIndex(run: number): number {
-    return this.queue.runOffset(run) >>> 1;
+  /** The slot at position `i` of `run` (a damaged entry naming no slot of it is refused). */
+  private entry({ entries }: RunView, run: SortedRun, i: number): number {
+    const offset = entries[(run.entriesOffset >>> 2) + i]!;
+    return offset < run.length ? run.firstSlot + offset : this.queue.runSlot(run, i); // the latter throws the CorruptionError
   }
 
-  /** Index in RunView.words of the low half of the timestamp of run `run`'s block's first slot. */
-  private firstWord(run: number): number {
-    return this.queue.rowOffset(run * this.queue.blockSlots) >>> 2;
+  /** Whether the timestamp at byte `at` is below `bound` (or, when `inclusive`, at or below it). */
+  private isBelow({ words }: RunView, at: number, bound: Int64Halves, inclusive: boolean): boolean {
+    const hi = words[(at >>> 2) + 1]!;
+    const lo = words[at >>> 2]! >>> 0;
+    return hi < bound.hi || (hi === bound.hi && (lo < bound.lo || (inclusive && lo === bound.lo)));
   }
 
-  /** Entry `i` of run `run`: the slot's place in its block (a damaged entry naming no slot of it is refused). */
-  private entry(entries: Uint16Array, entriesAt: number, run: number, i: number): number {
-    const j = entries[entriesAt + i]!;
-    if (j >= this.queue.blockSlots) this.queue.runSlot(run, i); // throws the CorruptionError
-    return j;
+  private isAbove(view: RunView, at: number, bound: Int64Halves): boolean {
+    return !this.isBelow(view, at, bound, true);
   }
 
   /**
-   * The first position of run `run` whose timestamp is not below `bound` (or, when `inclusive`,
-   * is above it): one binary search of 32-bit compares - no calls per probe, as this runs once
-   * per run for every query during recovery, cold code included.
+   * The first position of `run` whose timestamp is not below `bound` (or, when `inclusive`, is
+   * above it). The top fences narrow it to T entries, the fences among those to F, and F's
+   * log2 slot reads find it: a few pages of a cold mapping, whatever the run's length.
    */
-  private firstNotBelow({ words, entries }: RunView, run: number, bound: Int64Halves, inclusive: boolean): number {
-    const entriesAt = this.entriesIndex(run);
-    const firstWord = this.firstWord(run);
-    const stride = this.queue.slotBytes >>> 2;
-    let low = 0;
-    let high = this.queue.blockSlots;
-    while (low < high) {
-      const mid = (low + high) >>> 1;
-      const w = firstWord + this.entry(entries, entriesAt, run, mid) * stride;
-      const hi = words[w + 1]!;
-      const lo = words[w]! >>> 0;
-      const below = hi < bound.hi || (hi === bound.hi && (lo < bound.lo || (inclusive && lo === bound.lo)));
-      if (below) low = mid + 1;
-      else high = mid;
-    }
-    return low;
+  private firstNotBelow(view: RunView, run: SortedRun, bound: Int64Halves, inclusive: boolean): number {
+    const below = (at: number) => this.isBelow(view, at, bound, inclusive);
+    const tops = Math.ceil(run.length / TOP_FENCE_EVERY);
+    const top = lowerBound(0, tops, (t) => below(run.topFencesOffset + t * FENCE_BYTES));
+    if (top === 0) return 0;
+    // The answer p lies in [first, last]: entry (top - 1) x T is below, entry top x T (if any) is not.
+    let first = (top - 1) * TOP_FENCE_EVERY + 1;
+    let last = top < tops ? top * TOP_FENCE_EVERY : run.length;
+    const firstFence = Math.ceil(first / FENCE_EVERY);
+    const lastFence = Math.floor(Math.min(last, run.length - 1) / FENCE_EVERY);
+    const fence = lowerBound(firstFence, lastFence + 1, (f) => below(run.fencesOffset + f * FENCE_BYTES));
+    if (fence > firstFence) first = (fence - 1) * FENCE_EVERY + 1;
+    if (fence <= lastFence) last = fence * FENCE_EVERY;
+    return lowerBound(first, last, (i) => below(this.queue.rowOffset(this.entry(view, run, i))));
   }
 
-  /** The first position of run `run` whose slot is not below the merge cursor. */
-  private firstLive(run: number): number {
+  /** The first position of run `r` whose slot is not below the merge cursor. */
+  private firstLive(r: number): number {
     const cursor = this.cursor;
     if (cursor === undefined) return 0;
-    this.liveFrom ??= new Int32Array(this.runs).fill(-1);
-    if (this.liveFrom[run]! < 0) {
-      let low = 0;
-      let high = this.queue.blockSlots;
-      while (low < high) {
-        const mid = (low + high) >>> 1;
-        const slot = this.queue.runSlot(run, mid);
-        if (belowCursor(this.queue.view.getBigInt64(this.queue.rowOffset(slot), true), slot, cursor)) low = mid + 1;
-        else high = mid;
-      }
-      this.liveFrom[run] = low;
+    this.liveFrom ??= new Int32Array(this.runs.length).fill(-1);
+    if (this.liveFrom[r]! < 0) {
+      const run = this.runs[r]!;
+      const view = this.runView();
+      this.liveFrom[r] = lowerBound(0, run.length, (i) => {
+        const slot = this.entry(view, run, i);
+        return belowCursor(this.queue.view.getBigInt64(this.queue.rowOffset(slot), true), slot, cursor);
+      });
     }
-    return this.liveFrom[run]!;
+    return this.liveFrom[r]!;
   }
+
   /** Calls `visit` for each live tail slot with from <= ts <= to, in slot order. */
   private scanTail(from: Timestamp, to: Timestamp, visit: (slot: number) => void): void {
     const { queue } = this;
@@ -229,4 +222,14 @@ export class RecoveredSlots {
       first = stop;
     }
   }
+}
+
+/** The first i in [low, high) for which `below(i)` is false, or high: `below` must be true on a prefix. */
+function lowerBound(low: number, high: number, below: (i: number) => boolean): number {
+  while (low < high) {
+    const mid = (low + high) >>> 1;
+    if (below(mid)) low = mid + 1;
+    else high = mid;
+  }
+  return low;
 }

@@ -54,9 +54,9 @@ class Verifier {
     const merging = cursor.generation === late.queue.generation;
     this.check(slots.length <= late.queue.length, 'out-of-order queue', `the index holds ${slots.length} events, the queue ${late.queue.length}`);
     if (this.full) for (let slot = 0; slot < late.queue.length; slot++) this.check(late.queue.verifies(slot), `out-of-order queue slot ${slot}`, 'its check word does not match its row');
-    for (let block = 0; this.full && block < late.queue.sortedBlocks; block++) {
-      const problem = late.queue.runProblem(block);
-      this.check(problem === undefined, `out-of-order queue run ${block}`, problem ?? '');
+    for (const run of this.full ? late.queue.sortedRuns() : []) {
+      const problem = late.queue.runProblem(run);
+      this.check(problem === undefined, `out-of-order queue run of slots [${run.firstSlot}, ${run.firstSlot + run.length})`, problem ?? '');
     }
     for (let i = 0; i < slots.length; i++) {
       const slot = slots[i]!;

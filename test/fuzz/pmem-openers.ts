@@ -74,7 +74,7 @@ function read(kind: PmemKind, bytes: Uint8Array, built: BuiltStore, shape: { lea
       case 'queue': {
         const queue = OooQueue.open(region, layout, id, STREAM, FUZZ_OPTIONS.oooQueueBytes);
         const rows = Array.from({ length: queue.length }, (_, slot) => new Uint8Array(queue.view.buffer, queue.rowOffset(slot), layout.rowBytes).slice());
-        for (let block = 0; block < queue.sortedBlocks; block++) for (let i = 0; i < queue.blockSlots; i++) queue.runSlot(block, i);
+        for (const run of queue.sortedRuns()) for (let i = 0; i < run.length; i++) queue.runSlot(run, i);
         return { length: queue.length, rows, sortedBlocks: queue.sortedBlocks };
       }
       case 'consumers': {
