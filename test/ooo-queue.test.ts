@@ -232,6 +232,28 @@ describe('OooQueue sorted runs', () => {
     expect(() => new RecoveredSlots(queue, layout, queue.length, undefined).between(0, 9)).toThrow(CorruptionError);
   });
 
+  it('answers the slots held at open while later inserts complete blocks and rewrite the level areas in place', () => {
+    const { queue } = filledQueue(5 * 64 + 10, 9, 100_000);
+    expect(queue.blockSlots).toBe(64);
+    const end = queue.length;
+    const model = modelOrder(queue, Array.from({ length: end }, (_, slot) => slot));
+    const recovered = new RecoveredSlots(queue, layout, end, undefined);
+    const random = new Random(10);
+    // Block counts 5 -> 8: level 0's area, which held block 4's run at open, is rewritten at 7.
+    for (let blocks = 5; blocks <= 8; blocks++) {
+      expect([...recovered.between(0, 100_000)], `${blocks} blocks`).toEqual(model);
+      for (let from = 0; from < 100_000; from += 5_000) {
+        expect([...recovered.between(from, from + 2_000)], `${blocks} blocks, from ${from}`).toEqual(model.filter((slot) => queue.timestamp(slot) >= from && queue.timestamp(slot) <= from + 2_000));
+      }
+      for (const ts of [0, 17_000, 50_000, 99_999]) expect(recovered.lastAtOrBefore(ts)).toBe(model.filter((slot) => queue.timestamp(slot) <= ts).at(-1) ?? -1);
+      while (queue.sortedBlocks === blocks) {
+        insert(queue, random.nextInt(100_000), 0);
+        queue.persistPending();
+      }
+    }
+    expect(recovered.count()).toBe(end);
+  });
+
   it('answers through runs and the tail like a sorted array, the merge cursor leaving out a prefix', () => {
     const answersLikeTheModel = (count: number, seed: number, spread: number, a: number, b: number) => {
       const { queue } = filledQueue(count, seed, spread);

@@ -58,12 +58,22 @@ interface RunView {
   readonly entries: Uint32Array;
 }
 
-export class RecoveredSlots {
-  /** The queue's trusted runs, in slot order; they cover slots [0, tailStart). */
-  private readonly runs: readonly SortedRun[];
-  private readonly tailStart: number;
+/**
+ * The queue's runs as its runs word names them now. Late events appended after open complete
+ * blocks and rewrite level areas in place - a run trusted at open may be gone - so they are
+ * re-read whenever the word moves, and slots at or past `end` (indexed in DRAM) are skipped.
+ */
+interface Runs {
+  readonly sortedBlocks: number;
+  readonly runs: readonly SortedRun[];
+  /** Slots [0, tailStart) of those held at open are in the runs; [tailStart, end) are scanned. */
+  readonly tailStart: number;
   /** Per run, the first position whose slot is not below the merge cursor (found when first needed). */
-  private liveFrom: Int32Array | undefined;
+  readonly liveFrom: Int32Array;
+}
+
+export class RecoveredSlots {
+  private current: Runs | undefined;
   private liveCount: number | undefined;
 
   constructor(
@@ -73,11 +83,7 @@ export class RecoveredSlots {
     readonly end: number,
     /** The merge cursor of the queue's generation, if a merge was interrupted. */
     readonly cursor: MergeCursor | undefined,
-  ) {
-    this.runs = queue.sortedRuns();
-    this.tailStart = queue.sortedBlocks * queue.blockSlots;
-    invariant(this.tailStart <= end, () => `the queue's runs cover ${this.tailStart} slots, it held ${end} at open`);
-  }
+  ) {}
 
   /** Calls `visit` for each live slot with from <= ts <= to: each run's in order, then the tail's. */
   forEachBetween(from: Timestamp, to: Timestamp, visit: (slot: number) => void): void {
@@ -85,11 +91,12 @@ export class RecoveredSlots {
     const low = halves(from);
     const high = halves(to);
     const view = this.runView();
-    this.runs.forEach((run, r) => {
+    const { runs } = this.runs();
+    runs.forEach((run, r) => {
       for (let i = Math.max(this.firstLive(r), this.firstNotBelow(view, run, low, false)); i < run.length; i++) {
         const slot = this.entry(view, run, i);
         if (this.isAbove(view, this.queue.rowOffset(slot), high)) break;
-        visit(slot);
+        if (slot < this.end) visit(slot);
       }
     });
     this.scanTail(from, to, visit);
@@ -112,8 +119,9 @@ export class RecoveredSlots {
     };
     const bound = halves(ts);
     const view = this.runView();
-    this.runs.forEach((run, r) => {
-      const last = this.firstNotBelow(view, run, bound, true) - 1;
+    this.runs().runs.forEach((run, r) => {
+      let last = this.firstNotBelow(view, run, bound, true) - 1;
+      while (last >= this.firstLive(r) && this.entry(view, run, last) >= this.end) last--;
       if (last >= this.firstLive(r)) consider(this.entry(view, run, last));
     });
     this.scanTail(lowestTimestamp(this.layout), ts, consider);
@@ -125,12 +133,24 @@ export class RecoveredSlots {
     // Without an interrupted merge every slot is live: open() asks, and must not scan the tail.
     if (this.cursor === undefined) return this.end;
     if (this.liveCount === undefined) {
+      const { runs, tailStart, sortedBlocks } = this.runs();
+      // A merge left unfinished is finished before the next late event is queued: no run holds a later slot.
+      invariant(tailStart === sortedBlocks * this.queue.blockSlots, 'late events queued while a merge was unfinished');
       let count = 0;
-      this.runs.forEach((run, r) => (count += run.length - this.firstLive(r)));
+      runs.forEach((run, r) => (count += run.length - this.firstLive(r)));
       this.scanTail(lowestTimestamp(this.layout), highestTimestamp(this.layout), () => count++);
       this.liveCount = count;
     }
     return this.liveCount;
+  }
+
+  private runs(): Runs {
+    const sortedBlocks = this.queue.sortedBlocks;
+    if (this.current?.sortedBlocks !== sortedBlocks) {
+      const runs = this.queue.sortedRuns();
+      this.current = { sortedBlocks, runs, tailStart: Math.min(sortedBlocks * this.queue.blockSlots, this.end), liveFrom: new Int32Array(runs.length).fill(-1) };
+    }
+    return this.current;
   }
 
   private runView(): RunView {
@@ -180,16 +200,16 @@ export class RecoveredSlots {
   private firstLive(r: number): number {
     const cursor = this.cursor;
     if (cursor === undefined) return 0;
-    this.liveFrom ??= new Int32Array(this.runs.length).fill(-1);
-    if (this.liveFrom[r]! < 0) {
-      const run = this.runs[r]!;
+    const { runs, liveFrom } = this.runs();
+    if (liveFrom[r]! < 0) {
+      const run = runs[r]!;
       const view = this.runView();
-      this.liveFrom[r] = lowerBound(0, run.length, (i) => {
+      liveFrom[r] = lowerBound(0, run.length, (i) => {
         const slot = this.entry(view, run, i);
         return belowCursor(this.queue.view.getBigInt64(this.queue.rowOffset(slot), true), slot, cursor);
       });
     }
-    return this.liveFrom[r]!;
+    return liveFrom[r]!;
   }
 
   /** Calls `visit` for each live tail slot with from <= ts <= to, in slot order. */
@@ -202,7 +222,7 @@ export class RecoveredSlots {
     const read = this.layout.readTimestamp;
     const numeric = typeof from === 'number' && typeof to === 'number';
     // Slots of one block are contiguous; runs lie between blocks.
-    for (let first = this.tailStart; first < this.end; ) {
+    for (let first = this.runs().tailStart; first < this.end; ) {
       const stop = Math.min(this.end, (Math.floor(first / queue.blockSlots) + 1) * queue.blockSlots);
       const slotBytes = queue.slotBytes;
       if (numeric) {
