@@ -6,6 +6,7 @@ import { afterAll, describe, expect, it } from 'vitest';
 import { BoundsError, IoError, MisuseError } from '../src/errors.js';
 import { loadNative } from '../src/native.js';
 import { NativeRegion, lockFile } from '../src/pmem/native-region.js';
+import { ColdReader } from '../src/pmem/cold-reader.js';
 
 const shm = mkdtempSync('/dev/shm/chronotier-native-');
 const disk = mkdtempSync(join(tmpdir(), 'chronotier-native-'));
@@ -34,6 +35,24 @@ for (const variant of ['default', 'msync'] as const) {
         expect(again.durability).toBe(dir === shm ? 'volatile-pmem' : 'msync');
         again.close();
       }
+    });
+
+    it('readInto reads what the mapping holds, through read(2); ColdReader reads words through it', () => {
+      const region = NativeRegion.open(join(shm, `read-${variant}`), { size: 3 * 4096, create: true, variant });
+      const bytes = new Uint8Array(region.buffer);
+      for (let i = 0; i < bytes.length; i++) bytes[i] = (i * 7919) % 251;
+      for (const [offset, length] of [[0, 16], [4090, 12], [8192, 4096], [5, 0]] as const) {
+        const into = new Uint8Array(length);
+        region.readInto(offset, into);
+        expect([...into]).toEqual([...bytes.subarray(offset, offset + length)]);
+      }
+      expect(() => region.readInto(3 * 4096 - 4, new Uint8Array(8))).toThrow(BoundsError);
+      const words = new Int32Array(region.buffer);
+      const cold = new ColdReader(region);
+      expect([...cold.words(4092, 3)]).toEqual([...words.subarray(1023, 1026)]);
+      expect([...cold.words(0, 3 * 1024)]).toEqual([...words]);
+      region.close();
+      expect(() => region.readInto(0, new Uint8Array(4))).toThrow(MisuseError);
     });
 
     it('detaches the old buffer on grow and close, so stale views throw', () => {

@@ -60,11 +60,12 @@ import { crc32 } from 'node:zlib';
 import { CorruptionError, invariant } from '../errors.js';
 import { FileKind, storedGeometryWord, verifyFileHeader } from '../pmem/file-header.js';
 import { FlatArray, SLOTS_OFFSET, STATE_BLOCK_OFFSET } from '../pmem/flat-array.js';
+import { ColdReader } from '../pmem/cold-reader.js';
 import type { PmemRegion } from '../pmem/region.js';
 import type { RowLayout, Timestamp } from '../tree/row-layout.js';
 import { sortByTime } from './time-index.js';
 
-const CHECK_BYTES = 4;
+export const CHECK_BYTES = 4;
 const GENERATION_OFFSET = STATE_BLOCK_OFFSET;
 const TRUSTED_OFFSET = STATE_BLOCK_OFFSET + 4;
 const NEWEST_OFFSET = STATE_BLOCK_OFFSET + 8;
@@ -77,7 +78,7 @@ const SORTED_BLOCKS_OFFSET = STATE_BLOCK_OFFSET + 36;
 /** Inserts between two advances of the trusted count: bounds open()'s verification work. */
 export const TRUST_EVERY = 256;
 const INITIAL_SLOTS = 1024;
-const ENTRY_BYTES = 4;
+export const ENTRY_BYTES = 4;
 export const FENCE_BYTES = 8;
 /** Every FENCE_EVERY-th entry's timestamp is a fence: a search ends with log2(F) slot reads. */
 export const FENCE_EVERY = 8;
@@ -237,6 +238,11 @@ export class OooQueue {
   /** The current view of the file (re-fetch after an insert: the file may have grown). */
   get view(): DataView {
     return this.array.view;
+  }
+
+  /** A reader of the file's words that does not fault its pages in (for reads right after open). */
+  coldReader(): ColdReader {
+    return new ColdReader(this.array.region);
   }
 
   /** Byte offset of slot `slot`'s row. */

@@ -14,10 +14,11 @@
 // position from which its slots are live, found once by binary search.
 
 import { invariant } from '../errors.js';
+import type { ColdReader } from '../pmem/cold-reader.js';
 import type { MergeCursor } from '../tree/flank.js';
 import type { RowLayout, Timestamp } from '../tree/row-layout.js';
 import { belowCursor } from './index-builder.js';
-import { FENCE_BYTES, FENCE_EVERY, type OooQueue, type SortedRun, TOP_FENCE_EVERY } from './queue.js';
+import { CHECK_BYTES, ENTRY_BYTES, FENCE_BYTES, FENCE_EVERY, type OooQueue, type SortedRun, TOP_FENCE_EVERY } from './queue.js';
 import { sortByTime } from './time-index.js';
 
 /** The smallest timestamp a stream of `layout` can hold (a bound for "every event"). */
@@ -52,12 +53,6 @@ function halves(ts: Timestamp): Int64Halves {
   return { hi, lo: ts - hi * TWO_32 };
 }
 
-/** The queue file as 32-bit words: timestamps, fences and run entries are read through it. */
-interface RunView {
-  readonly words: Int32Array;
-  readonly entries: Uint32Array;
-}
-
 /**
  * The queue's runs as its runs word names them now. Late events appended after open complete
  * blocks and rewrite level areas in place - a run trusted at open may be gone - so they are
@@ -75,6 +70,8 @@ interface Runs {
 export class RecoveredSlots {
   private current: Runs | undefined;
   private liveCount: number | undefined;
+  /** Fences, entries and timestamps are read through it, not the mapping (see ColdReader). */
+  private readonly cold: ColdReader;
 
   constructor(
     private readonly queue: OooQueue,
@@ -83,19 +80,22 @@ export class RecoveredSlots {
     readonly end: number,
     /** The merge cursor of the queue's generation, if a merge was interrupted. */
     readonly cursor: MergeCursor | undefined,
-  ) {}
+  ) {
+    this.cold = queue.coldReader();
+  }
 
   /** Calls `visit` for each live slot with from <= ts <= to: each run's in order, then the tail's. */
   forEachBetween(from: Timestamp, to: Timestamp, visit: (slot: number) => void): void {
     if (from > to) return;
     const low = halves(from);
     const high = halves(to);
-    const view = this.runView();
-    const { runs } = this.runs();
-    runs.forEach((run, r) => {
-      for (let i = Math.max(this.firstLive(r), this.firstNotBelow(view, run, low, false)); i < run.length; i++) {
-        const slot = this.entry(view, run, i);
-        if (this.isAbove(view, this.queue.rowOffset(slot), high)) break;
+    this.runs().runs.forEach((run, r) => {
+      const start = this.firstNotBelow(run, low, false);
+      // The search read the first entry's timestamp: a run with nothing in range costs no more reads.
+      if (start.timestamp !== undefined && compareHalves(start.timestamp, high) > 0) return;
+      for (let i = Math.max(this.firstLive(r), start.position); i < run.length; i++) {
+        const slot = this.entry(run, i);
+        if (!this.isBelow(this.queue.rowOffset(slot), high, true)) break;
         if (slot < this.end) visit(slot);
       }
     });
@@ -112,17 +112,17 @@ export class RecoveredSlots {
   /** The live slot with the largest (ts, slot) among those with ts <= `ts`, or -1. */
   lastAtOrBefore(ts: Timestamp): number {
     let best = -1;
-    let bestTs: Timestamp = 0;
+    let bestTs: Int64Halves = INT64_MIN;
     const consider = (slot: number) => {
-      const slotTs = this.queue.timestamp(slot);
-      if (best < 0 || slotTs > bestTs || (slotTs === bestTs && slot > best)) [best, bestTs] = [slot, slotTs];
+      const slotTs = this.halvesAt(this.queue.rowOffset(slot));
+      const order = compareHalves(slotTs, bestTs);
+      if (best < 0 || order > 0 || (order === 0 && slot > best)) [best, bestTs] = [slot, slotTs];
     };
     const bound = halves(ts);
-    const view = this.runView();
     this.runs().runs.forEach((run, r) => {
-      let last = this.firstNotBelow(view, run, bound, true) - 1;
-      while (last >= this.firstLive(r) && this.entry(view, run, last) >= this.end) last--;
-      if (last >= this.firstLive(r)) consider(this.entry(view, run, last));
+      let last = this.firstNotBelow(run, bound, true).position - 1;
+      while (last >= this.firstLive(r) && this.entry(run, last) >= this.end) last--;
+      if (last >= this.firstLive(r)) consider(this.entry(run, last));
     });
     this.scanTail(lowestTimestamp(this.layout), ts, consider);
     return best;
@@ -153,47 +153,63 @@ export class RecoveredSlots {
     return this.current;
   }
 
-  private runView(): RunView {
-    const view = this.queue.view;
-    return { words: new Int32Array(view.buffer, view.byteOffset, view.byteLength >>> 2), entries: new Uint32Array(view.buffer, view.byteOffset, view.byteLength >>> 2) };
-  }
-
   /** The slot at position `i` of `run` (a damaged entry naming no slot of it is refused). */
-  private entry({ entries }: RunView, run: SortedRun, i: number): number {
-    const offset = entries[(run.entriesOffset >>> 2) + i]!;
+  private entry(run: SortedRun, i: number): number {
+    const offset = this.cold.words(run.entriesOffset + i * ENTRY_BYTES, 1)[0]! >>> 0;
     return offset < run.length ? run.firstSlot + offset : this.queue.runSlot(run, i); // the latter throws the CorruptionError
   }
 
-  /** Whether the timestamp at byte `at` is below `bound` (or, when `inclusive`, at or below it). */
-  private isBelow({ words }: RunView, at: number, bound: Int64Halves, inclusive: boolean): boolean {
-    const hi = words[(at >>> 2) + 1]!;
-    const lo = words[at >>> 2]! >>> 0;
-    return hi < bound.hi || (hi === bound.hi && (lo < bound.lo || (inclusive && lo === bound.lo)));
+  /** The timestamp at byte `at` (a row's, or a fence's). */
+  private halvesAt(at: number): Int64Halves {
+    const words = this.cold.words(at, 2);
+    return { hi: words[1]!, lo: words[0]! >>> 0 };
   }
 
-  private isAbove(view: RunView, at: number, bound: Int64Halves): boolean {
-    return !this.isBelow(view, at, bound, true);
+  /** Whether the timestamp at byte `at` is below `bound` (or, when `inclusive`, at or below it). */
+  private isBelow(at: number, bound: Int64Halves, inclusive: boolean): boolean {
+    const order = compareHalves(this.halvesAt(at), bound);
+    return order < 0 || (inclusive && order === 0);
   }
 
   /**
    * The first position of `run` whose timestamp is not below `bound` (or, when `inclusive`, is
-   * above it). The top fences narrow it to T entries, the fences among those to F, and F's
-   * log2 slot reads find it: a few pages of a cold mapping, whatever the run's length.
+   * above it). The top fences narrow it to T entries, the fences among those to F, and log2(F)
+   * slot reads find it: six reads, whatever the run's length. Each step is one bulk read and a
+   * tight loop: this runs cold - interpreted - right after open.
    */
-  private firstNotBelow(view: RunView, run: SortedRun, bound: Int64Halves, inclusive: boolean): number {
-    const below = (at: number) => this.isBelow(view, at, bound, inclusive);
+  private firstNotBelow(run: SortedRun, bound: Int64Halves, inclusive: boolean): Found {
     const tops = Math.ceil(run.length / TOP_FENCE_EVERY);
-    const top = lowerBound(0, tops, (t) => below(run.topFencesOffset + t * FENCE_BYTES));
-    if (top === 0) return 0;
-    // The answer p lies in [first, last]: entry (top - 1) x T is below, entry top x T (if any) is not.
+    const topFences = this.cold.words(run.topFencesOffset, tops * 2);
+    const top = firstTimestampNotBelow(topFences, bound, inclusive);
+    if (top === 0) return { position: 0, timestamp: tops > 0 ? halvesOf(topFences, 0) : undefined };
+    // The answer p lies in [first, last]: entry (top - 1) x T is below, entry top x T (if any) is
+    // not - its timestamp is lastTimestamp.
     let first = (top - 1) * TOP_FENCE_EVERY + 1;
     let last = top < tops ? top * TOP_FENCE_EVERY : run.length;
+    let lastTimestamp = top < tops ? halvesOf(topFences, top) : undefined;
     const firstFence = Math.ceil(first / FENCE_EVERY);
-    const lastFence = Math.floor(Math.min(last, run.length - 1) / FENCE_EVERY);
-    const fence = lowerBound(firstFence, lastFence + 1, (f) => below(run.fencesOffset + f * FENCE_BYTES));
-    if (fence > firstFence) first = (fence - 1) * FENCE_EVERY + 1;
-    if (fence <= lastFence) last = fence * FENCE_EVERY;
-    return lowerBound(first, last, (i) => below(this.queue.rowOffset(this.entry(view, run, i))));
+    const fenceCount = Math.floor(Math.min(last, run.length - 1) / FENCE_EVERY) - firstFence + 1;
+    if (fenceCount > 0) {
+      const fences = this.cold.words(run.fencesOffset + firstFence * FENCE_BYTES, fenceCount * 2);
+      const fence = firstTimestampNotBelow(fences, bound, inclusive);
+      if (fence > 0) first = (firstFence + fence - 1) * FENCE_EVERY + 1;
+      if (fence < fenceCount) [last, lastTimestamp] = [(firstFence + fence) * FENCE_EVERY, halvesOf(fences, fence)];
+    }
+    // Copied: the probes below read through the same scratch buffer.
+    const entries = this.cold.words(run.entriesOffset + first * ENTRY_BYTES, last - first).slice();
+    let low = 0;
+    let high = entries.length;
+    let highTimestamp = lastTimestamp;
+    while (low < high) {
+      const mid = (low + high) >>> 1;
+      const offset = entries[mid]! >>> 0;
+      if (offset >= run.length) this.queue.runSlot(run, first + mid); // throws the CorruptionError
+      const timestamp = this.halvesAt(this.queue.rowOffset(run.firstSlot + offset));
+      const order = compareHalves(timestamp, bound);
+      if (order < 0 || (inclusive && order === 0)) low = mid + 1;
+      else [high, highTimestamp] = [mid, timestamp];
+    }
+    return { position: first + low, timestamp: highTimestamp };
   }
 
   /** The first position of run `r` whose slot is not below the merge cursor. */
@@ -203,9 +219,8 @@ export class RecoveredSlots {
     const { runs, liveFrom } = this.runs();
     if (liveFrom[r]! < 0) {
       const run = runs[r]!;
-      const view = this.runView();
       liveFrom[r] = lowerBound(0, run.length, (i) => {
-        const slot = this.entry(view, run, i);
+        const slot = this.entry(run, i);
         return belowCursor(this.queue.view.getBigInt64(this.queue.rowOffset(slot), true), slot, cursor);
       });
     }
@@ -214,31 +229,23 @@ export class RecoveredSlots {
 
   /** Calls `visit` for each live tail slot with from <= ts <= to, in slot order. */
   private scanTail(from: Timestamp, to: Timestamp, visit: (slot: number) => void): void {
-    const { queue } = this;
-    const view = queue.view;
-    const cursor = this.cursor;
-    const wanted = (slot: number, at: number) => cursor === undefined || !belowCursor(view.getBigInt64(at, true), slot, cursor);
-    const words = new Int32Array(view.buffer, view.byteOffset, view.byteLength >>> 2);
-    const read = this.layout.readTimestamp;
-    const numeric = typeof from === 'number' && typeof to === 'number';
-    // Slots of one block are contiguous; runs lie between blocks.
+    const { queue, cursor } = this;
+    const low = halves(from);
+    const high = halves(to);
+    const stride = queue.slotBytes >>> 2;
+    // Slots of one block are contiguous - one read each - and level areas lie between blocks.
     for (let first = this.runs().tailStart; first < this.end; ) {
       const stop = Math.min(this.end, (Math.floor(first / queue.blockSlots) + 1) * queue.blockSlots);
-      const slotBytes = queue.slotBytes;
-      if (numeric) {
-        // The common case in one tight loop over 32-bit words: a DataView call per slot costs
-        // several times more (rows and slots are 4-byte aligned).
-        const stride = slotBytes >>> 2;
-        for (let slot = first, w = queue.rowOffset(first) >>> 2; slot < stop; slot++, w += stride) {
-          const ts = words[w + 1]! * 4294967296 + (words[w]! >>> 0);
-          if (ts >= from && ts <= to && wanted(slot, w << 2)) visit(slot);
-        }
-      } else {
-        for (let slot = first, at = queue.rowOffset(first); slot < stop; slot++, at += slotBytes) {
-          const ts = read(view, at);
-          if (ts >= from && ts <= to && wanted(slot, at)) visit(slot);
-        }
+      const words = this.cold.words(queue.rowOffset(first), ((stop - first) * queue.slotBytes - CHECK_BYTES) >>> 2);
+      const found: number[] = [];
+      for (let slot = first, w = 0; slot < stop; slot++, w += stride) {
+        const hi = words[w + 1]!;
+        const lo = words[w]! >>> 0;
+        if (hi < low.hi || (hi === low.hi && lo < low.lo) || hi > high.hi || (hi === high.hi && lo > high.lo)) continue;
+        if (cursor === undefined || !belowCursor(queue.view.getBigInt64(queue.rowOffset(slot), true), slot, cursor)) found.push(slot);
       }
+      // Visited once the scratch buffer is no longer read: `visit` may read through it.
+      for (const slot of found) visit(slot);
       first = stop;
     }
   }
@@ -249,6 +256,37 @@ function lowerBound(low: number, high: number, below: (i: number) => boolean): n
   while (low < high) {
     const mid = (low + high) >>> 1;
     if (below(mid)) low = mid + 1;
+    else high = mid;
+  }
+  return low;
+}
+
+/** Where a search of a run ended, and the timestamp of the entry there if the search read it. */
+interface Found {
+  readonly position: number;
+  readonly timestamp: Int64Halves | undefined;
+}
+
+/** The timestamp words[2i], words[2i + 1] (lo, hi). */
+function halvesOf(words: Int32Array, i: number): Int64Halves {
+  return { hi: words[2 * i + 1]!, lo: words[2 * i]! >>> 0 };
+}
+
+/** -1, 0 or 1 as timestamp a is below, equal to or above b. */
+function compareHalves(a: Int64Halves, b: Int64Halves): number {
+  if (a.hi !== b.hi) return a.hi < b.hi ? -1 : 1;
+  return a.lo === b.lo ? 0 : a.lo < b.lo ? -1 : 1;
+}
+
+/** The first i whose timestamp words[2i], words[2i + 1] (lo, hi) is not below `bound` (or, when `inclusive`, is above it). */
+function firstTimestampNotBelow(words: Int32Array, bound: Int64Halves, inclusive: boolean): number {
+  let low = 0;
+  let high = words.length >>> 1;
+  while (low < high) {
+    const mid = (low + high) >>> 1;
+    const hi = words[2 * mid + 1]!;
+    const lo = words[2 * mid]! >>> 0;
+    if (hi < bound.hi || (hi === bound.hi && (lo < bound.lo || (inclusive && lo === bound.lo)))) low = mid + 1;
     else high = mid;
   }
   return low;

@@ -5,9 +5,9 @@
 // Persistence rule: see region.ts. Growing remaps the file larger and detaches the old buffer,
 // so a stale DataView throws instead of touching unmapped memory.
 
-import { readFileSync, realpathSync, statfsSync } from 'node:fs';
+import { closeSync, openSync, readFileSync, readSync, realpathSync, statfsSync } from 'node:fs';
 import { dirname } from 'node:path';
-import { MisuseError } from '../errors.js';
+import { IoError, MisuseError } from '../errors.js';
 import { type NativeBinding, type NativeVariant, loadNative } from '../native.js';
 import { checkRange } from './range.js';
 import type { DurabilityClass, PmemRegion } from './region.js';
@@ -19,6 +19,8 @@ export class NativeRegion implements PmemRegion {
   private current: ArrayBuffer | undefined;
   /** Cache-line flushes make the data durable here; otherwise msync does. */
   private readonly cpuFlush: boolean;
+  /** A read-only descriptor for readInto(), opened at its first call. */
+  private readFd: number | undefined;
 
   private constructor(
     readonly path: string,
@@ -64,6 +66,20 @@ export class NativeRegion implements PmemRegion {
     if (this.cpuFlush) this.native.drain();
   }
 
+  readInto(offset: number, into: Uint8Array): void {
+    checkRange(offset, into.length, this.buffer.byteLength, this.path);
+    try {
+      this.readFd ??= openSync(this.path, 'r');
+      for (let done = 0; done < into.length; ) {
+        const read = readSync(this.readFd, into, done, into.length - done, offset + done);
+        if (read === 0) throw new IoError('EIO', 'read', this.path, `${this.path}: read at ${offset + done} found the end of the mapped file`);
+        done += read;
+      }
+    } catch (err) {
+      throw err instanceof IoError ? err : new IoError((err as NodeJS.ErrnoException).code ?? 'EIO', 'read', this.path);
+    }
+  }
+
   grow(newSize: number): void {
     const old = this.buffer;
     if (!Number.isSafeInteger(newSize) || newSize < old.byteLength) {
@@ -79,6 +95,8 @@ export class NativeRegion implements PmemRegion {
     if (this.current === undefined) return;
     this.native.unmap(this.current);
     this.current = undefined;
+    if (this.readFd !== undefined) closeSync(this.readFd);
+    this.readFd = undefined;
   }
 }
 

@@ -47,6 +47,13 @@ export interface PmemRegion {
   flush(offset: number, length: number): void;
   /** Waits until every earlier flush() has reached the media. */
   drain(): void;
+  /**
+   * Copies bytes [offset, offset + into.length) into `into` without touching the mapping: for a
+   * mapped file through read(2). The first touch of a page of a fresh mapping costs a fault -
+   * 8-28 µs on the VMs measured here, against 3-4 µs for a 4 KiB read - so scattered reads
+   * right after open (queries before the queue index is rebuilt) come this way.
+   */
+  readInto(offset: number, into: Uint8Array): void;
   /** Remaps the region at `newSize` bytes (>= size). Contents are kept; old views are detached. */
   grow(newSize: number): void;
   /** Unmaps the region. Any later call throws MisuseError('REGION_CLOSED'). */

@@ -85,6 +85,12 @@ export class SimulatedRegion implements PmemRegion {
     this.afterWriteBack();
   }
 
+  readInto(offset: number, into: Uint8Array): void {
+    this.checkOpen();
+    checkRange(offset, into.length, this.live.length, this.path);
+    into.set(this.live.subarray(offset, offset + into.length));
+  }
+
   grow(newSize: number): void {
     this.checkOpen();
     if (!Number.isSafeInteger(newSize) || newSize < this.live.length) {

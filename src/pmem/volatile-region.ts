@@ -43,6 +43,12 @@ export class VolatileRegion implements PmemRegion {
     this.open();
   }
 
+  readInto(offset: number, into: Uint8Array): void {
+    const bytes = this.open();
+    checkRange(offset, into.length, bytes.length, this.path);
+    into.set(bytes.subarray(offset, offset + into.length));
+  }
+
   grow(newSize: number): void {
     const old = this.open();
     if (newSize < old.length) throw new MisuseError('INVALID_ARGUMENT', `${this.path}: cannot shrink from ${old.length} to ${newSize}`);
