@@ -7,6 +7,7 @@
 
 #include <napi.h>
 #include <uv.h>
+#include <v8.h>
 
 #include <cerrno>
 #include <cstring>
@@ -77,9 +78,30 @@ void ReleaseMapping(void* address, Mapping* only) {
   UnmapAddress(mapping->address, mapping->length);
 }
 
-void FinalizeMapping(Napi::Env, void* address, Mapping* mapping) {
-  ReleaseMapping(address, mapping);
+void FinalizeMapping(napi_env, void* data, void*) {
+  Mapping* mapping = static_cast<Mapping*>(data);
+  ReleaseMapping(mapping->address, mapping);
   delete mapping;
+}
+
+// An ArrayBuffer over the mapping that V8 does not count as external memory: a mapped file is
+// not heap memory that a collection could free, and counting it made V8 answer every large
+// mapping with a full collection (~10 ms at open with a 160 MiB queue). The memory is managed
+// by hand - the empty deleter - and released by unmap(), which detaches the buffer first, or
+// by the finalizer of the buffer object once no view can reach it.
+napi_value UncountedArrayBuffer(Napi::Env env, Mapping* mapping) {
+  v8::Isolate* isolate = v8::Isolate::GetCurrent();
+  std::unique_ptr<v8::BackingStore> store = v8::ArrayBuffer::NewBackingStore(mapping->address, mapping->length, v8::BackingStore::EmptyDeleter, nullptr);
+  v8::Local<v8::ArrayBuffer> buffer = v8::ArrayBuffer::New(isolate, std::move(store));
+  // napi_value is a v8::Local's slot in Node's implementation (v8impl::JsValueFromV8LocalValue).
+  napi_value value = reinterpret_cast<napi_value>(*buffer);
+  if (napi_add_finalizer(env, value, mapping, FinalizeMapping, nullptr, nullptr) != napi_ok) {
+    ReleaseMapping(mapping->address, mapping);
+    delete mapping;
+    Napi::Error::New(env, "napi_add_finalizer failed").ThrowAsJavaScriptException();
+    return nullptr;
+  }
+  return value;
 }
 
 #ifdef CHRONOTIER_WITH_LIBPMEM
@@ -147,7 +169,9 @@ Napi::Value Map(const Napi::CallbackInfo& info) {
     registry[address] = mapping;
   }
   Napi::Object result = Napi::Object::New(env);
-  result.Set("buffer", Napi::ArrayBuffer::New(env, address, length, FinalizeMapping, mapping));
+  napi_value buffer = UncountedArrayBuffer(env, mapping);
+  if (buffer == nullptr) return env.Undefined();
+  result.Set("buffer", Napi::Value(env, buffer));
   result.Set("isPmem", Napi::Boolean::New(env, is_pmem));
   return result;
 }
