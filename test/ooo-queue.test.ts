@@ -228,6 +228,10 @@ describe('OooQueue sorted runs', () => {
     fences[2] = fences[2]! - 1n;
     new BigInt64Array(queue.view.buffer, run!.topFencesOffset, 1)[0] = -1n;
     expect(queue.runProblem(run!)).toMatch(/top fence 0 is not/);
+    new BigInt64Array(queue.view.buffer, run!.topFencesOffset, 1)[0] = BigInt(queue.timestamp(intact[0]!) as number);
+    expect(queue.runProblem(run!)).toBeUndefined();
+    new BigInt64Array(queue.view.buffer, run!.timestampsOffset, run!.length)[3] = -5n;
+    expect(queue.runProblem(run!)).toMatch(/timestamp kept with entry 3/);
     entries[5] = run!.length;
     expect(() => new RecoveredSlots(queue, layout, queue.length, undefined).between(0, 9)).toThrow(CorruptionError);
   });

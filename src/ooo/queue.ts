@@ -7,7 +7,7 @@
 // (recovered-slots.ts), and the index can be rebuilt in the background.
 //
 // File layout (a flat array of P-byte physical slots, pmem/flat-array.ts), geometry =
-// [P = slotBytes, rowBytes, B = slotsPerBlock, F = FENCE_EVERY, T = TOP_FENCE_EVERY]:
+// [P = slotBytes, rowBytes, B = slotsPerBlock, F = FENCE_EVERY, T = TOP_FENCE_EVERY, 12 = bytes per entry]:
 //   [0, 256)            file header
 //   256  u32  generation     } one aligned 8-byte word, stored and persisted at once
 //   260  u32  trusted count  }
@@ -23,6 +23,7 @@
 //   level-k area (n = B x 2^k entries, each part 8-byte aligned):
 //        ceil(n / T) i64  top fences: the timestamp of entry i x T
 //        ceil(n / F) i64  fences: the timestamp of entry i x F
+//        n i64            timestamps: entry i's (so merges read runs in sequence, not rows at random)
 //        n u32            entries: the run's slots in (timestamp, slot) order, each as its
 //                         distance from the run's first slot
 //   slot:  0  u32  check word: CRC-32 of the row, seeded with (generation, slot)
@@ -80,6 +81,7 @@ export const TRUST_EVERY = 256;
 const INITIAL_SLOTS = 1024;
 export const ENTRY_BYTES = 4;
 export const FENCE_BYTES = 8;
+export const TIMESTAMP_BYTES = 8;
 /** Every FENCE_EVERY-th entry's timestamp is a fence: a search ends with log2(F) slot reads. */
 export const FENCE_EVERY = 8;
 /** Every TOP_FENCE_EVERY-th entry's is a top fence: the fences between two fill one page. */
@@ -89,6 +91,8 @@ const MIN_BLOCK_SLOTS = 64;
 const MAX_BLOCK_SLOTS = 512;
 /** Aim for about this many blocks in a full queue, with B clamped to [MIN, MAX]. */
 const BLOCKS_PER_FULL_QUEUE = 1024;
+/** Slots a kept scratch buffer holds at most (12 bytes each): larger merges allocate their own. */
+const MAX_KEPT_SCRATCH = 2 ** 17;
 /** The deepest level a file can have: blocks are counted in a u32. */
 const MAX_LEVELS = 32;
 /** The capacity a queue is created for when the caller does not say (the default oooQueueBytes). */
@@ -115,9 +119,10 @@ export interface SortedRun {
   readonly level: number;
   readonly firstSlot: number;
   readonly length: number;
-  /** Byte offsets in the file of its top fences, fences and entries. */
+  /** Byte offsets in the file of its top fences, fences, timestamps and entries. */
   readonly topFencesOffset: number;
   readonly fencesOffset: number;
+  readonly timestampsOffset: number;
   readonly entriesOffset: number;
 }
 
@@ -136,7 +141,7 @@ function physicalSlot(g: QueueGeometry, slot: number): number {
 
 /** Bytes of the area of a level whose runs hold `entries` slots. */
 function areaBytes(entries: number): number {
-  return (Math.ceil(entries / TOP_FENCE_EVERY) + Math.ceil(entries / FENCE_EVERY)) * FENCE_BYTES + entries * ENTRY_BYTES;
+  return (Math.ceil(entries / TOP_FENCE_EVERY) + Math.ceil(entries / FENCE_EVERY) + entries) * TIMESTAMP_BYTES + entries * ENTRY_BYTES;
 }
 
 /** Slots per block for a queue of `capacitySlots`: a power of two, about capacity / 1024. */
@@ -164,6 +169,8 @@ export class OooQueue {
   private sorted: number;
   /** The newest timestamp in the queue's valid slots (undefined when empty). */
   private newest: Timestamp | undefined;
+  /** Two buffers the merges of runs alternate between (see scratch()). */
+  private readonly scratchBuffers: (SortedSlots | undefined)[] = [undefined, undefined];
 
   private constructor(
     private readonly array: FlatArray,
@@ -271,7 +278,8 @@ export class OooQueue {
     const length = this.geometry.blockSlots * 2 ** level;
     const topFencesOffset = this.array.slotOffset(this.areaSlot(level));
     const fencesOffset = topFencesOffset + Math.ceil(length / TOP_FENCE_EVERY) * FENCE_BYTES;
-    return { level, firstSlot, length, topFencesOffset, fencesOffset, entriesOffset: fencesOffset + Math.ceil(length / FENCE_EVERY) * FENCE_BYTES };
+    const timestampsOffset = fencesOffset + Math.ceil(length / FENCE_EVERY) * FENCE_BYTES;
+    return { level, firstSlot, length, topFencesOffset, fencesOffset, timestampsOffset, entriesOffset: timestampsOffset + length * TIMESTAMP_BYTES };
   }
 
   /** The physical slot where level `level`'s area starts: right after block 2^level - 1. */
@@ -295,21 +303,24 @@ export class OooQueue {
     return run.firstSlot + offset;
   }
 
-  /** Why `run` is not its slots in (timestamp, slot) order with true fences, or undefined if it is. */
+  /** Why `run` is not its slots in (timestamp, slot) order with true timestamps and fences, or undefined if it is. */
   runProblem(run: SortedRun): string | undefined {
     const view = this.array.view;
     const seen = new Uint8Array(run.length);
-    let previous = -1;
+    const slots: number[] = [];
     for (let i = 0; i < run.length; i++) {
       const offset = view.getUint32(run.entriesOffset + i * ENTRY_BYTES, true);
       if (offset >= seen.length || seen[offset] !== 0) return `entry ${i} names slot ${offset} of the run: not a permutation`;
       seen[offset] = 1;
-      const slot = run.firstSlot + offset;
-      if (previous >= 0 && !(this.timestamp(previous) < this.timestamp(slot) || (this.timestamp(previous) === this.timestamp(slot) && previous < slot))) {
+      const [previous, slot] = [slots[i - 1], run.firstSlot + offset];
+      if (previous !== undefined && !(this.timestamp(previous) < this.timestamp(slot) || (this.timestamp(previous) === this.timestamp(slot) && previous < slot))) {
         return `entry ${i} (slot ${slot}, ts ${this.timestamp(slot)}) follows slot ${previous} (ts ${this.timestamp(previous)}): not in (timestamp, slot) order`;
       }
-      previous = slot;
-      const ts = view.getBigInt64(this.rowOffset(slot), true);
+      slots.push(slot);
+    }
+    for (let i = 0; i < run.length; i++) {
+      const ts = view.getBigInt64(this.rowOffset(slots[i]!), true);
+      if (view.getBigInt64(run.timestampsOffset + i * TIMESTAMP_BYTES, true) !== ts) return `the timestamp kept with entry ${i} is not its slot's ${ts}`;
       if (i % FENCE_EVERY === 0 && view.getBigInt64(run.fencesOffset + (i / FENCE_EVERY) * FENCE_BYTES, true) !== ts) return `fence ${i / FENCE_EVERY} is not entry ${i}'s timestamp ${ts}`;
       if (i % TOP_FENCE_EVERY === 0 && view.getBigInt64(run.topFencesOffset + (i / TOP_FENCE_EVERY) * FENCE_BYTES, true) !== ts) return `top fence ${i / TOP_FENCE_EVERY} is not entry ${i}'s timestamp ${ts}`;
     }
@@ -365,9 +376,9 @@ export class OooQueue {
    */
   private sortCompleteBlocks(): void {
     const complete = Math.floor(this.persisted / this.geometry.blockSlots);
-    const view = this.array.view;
     for (let count = this.sorted + 1; count <= complete; count++) {
       this.writeLevel(count);
+      const view = this.array.view; // after writeLevel: the file may have grown
       view.setUint32(RUNS_GENERATION_OFFSET, this.generationNumber, true);
       view.setUint32(SORTED_BLOCKS_OFFSET, count, true);
       this.array.region.persist(RUNS_GENERATION_OFFSET, 8);
@@ -377,28 +388,90 @@ export class OooQueue {
 
   /**
    * Writes and persists the run that block `count - 1`'s completion makes: its block and the runs
-   * of the levels below, sorted into level k's area (k = trailing zero bits of `count`).
+   * of the levels below, merged into level k's area (k = trailing zero bits of `count`).
    */
   private writeLevel(count: number): void {
     const level = bitLength(count & -count) - 1;
-    const { blockSlots } = this.geometry;
-    const run = this.runAt(level, (count - 2 ** level) * blockSlots);
+    const run = this.runAt(level, (count - 2 ** level) * this.geometry.blockSlots);
     this.array.ensureCapacity(this.areaEnd(level) - 1);
-    const slots = new Int32Array(run.length);
-    for (let i = 0; i < run.length; i++) slots[i] = run.firstSlot + i;
-    const order = sortByTime(slots, this.array.view, (slot) => this.rowOffset(slot));
+    const area = this.areaOf(run);
+    if (!this.mergeLevelInto(count, level, area)) this.sortInto(area);
     const view = this.array.view;
     const words = new Int32Array(view.buffer, view.byteOffset, view.byteLength >>> 2);
-    const entries = new Uint32Array(run.length);
-    for (let i = 0; i < run.length; i++) {
-      const slot = order[i]!;
-      entries[i] = slot - run.firstSlot;
-      if (i % FENCE_EVERY === 0) copyTimestamp(words, this.rowOffset(slot), run.fencesOffset + (i / FENCE_EVERY) * FENCE_BYTES);
-      if (i % TOP_FENCE_EVERY === 0) copyTimestamp(words, this.rowOffset(slot), run.topFencesOffset + (i / TOP_FENCE_EVERY) * FENCE_BYTES);
-    }
-    // Little-endian u32 entries, as every other word of the file (the host is little-endian).
-    this.array.bytes.set(new Uint8Array(entries.buffer), run.entriesOffset);
+    for (let i = 0; i < run.length; i += FENCE_EVERY) copyTimestamp(area.timestamps, i, words, (run.fencesOffset + (i / FENCE_EVERY) * FENCE_BYTES) >>> 2);
+    for (let i = 0; i < run.length; i += TOP_FENCE_EVERY) copyTimestamp(area.timestamps, i, words, (run.topFencesOffset + (i / TOP_FENCE_EVERY) * FENCE_BYTES) >>> 2);
     this.array.region.persist(run.topFencesOffset, run.entriesOffset + run.length * ENTRY_BYTES - run.topFencesOffset);
+  }
+
+  /** A run's timestamps and entries, as views of the file (little-endian words, as the host's). */
+  private areaOf(run: SortedRun): SortedSlots {
+    const { buffer, byteOffset } = this.array.view;
+    return { base: run.firstSlot, offsets: new Uint32Array(buffer, byteOffset + run.entriesOffset, run.length), timestamps: new Int32Array(buffer, byteOffset + run.timestampsOffset, run.length * 2) };
+  }
+
+  /**
+   * Sorts block `count - 1` and merges it with the runs of levels 0 .. level-1 into `area`: each
+   * a linear merge reading the runs' kept timestamps in sequence, so a slot costs one step per
+   * level. False if one of those runs names a slot outside itself (damaged).
+   */
+  private mergeLevelInto(count: number, level: number, area: SortedSlots): boolean {
+    const { blockSlots } = this.geometry;
+    let merged = this.sortedBlock(count - 1);
+    if (level === 0) return mergeInto(EMPTY_SLOTS, merged, area);
+    // Level j's run covers the 2^j blocks before those of levels below it: lower slots, which
+    // come first among equal timestamps. Intermediate merges alternate between two scratch buffers.
+    for (let j = 0; j < level; j++) {
+      const lower = this.areaOf(this.runAt(j, (count - 2 ** (j + 1)) * blockSlots));
+      const out = j === level - 1 ? area : this.scratch(j % 2, lower.offsets.length + merged.offsets.length);
+      if (!mergeInto(lower, merged, out)) return false;
+      merged = out;
+    }
+    return true;
+  }
+
+  /** Block `block`'s slots in (timestamp, slot) order, with their timestamps. */
+  private sortedBlock(block: number): SortedSlots {
+    const { blockSlots } = this.geometry;
+    const slots = new Int32Array(blockSlots);
+    for (let j = 0; j < blockSlots; j++) slots[j] = block * blockSlots + j;
+    const offsets = new Uint32Array(sortByTime(slots, this.array.view, (slot) => this.rowOffset(slot)).buffer);
+    return { base: 0, offsets, timestamps: this.timestampsOf(offsets, 0) };
+  }
+
+  /** Sorts `area`'s slots afresh from their rows (a run below it was damaged). */
+  private sortInto(area: SortedSlots): void {
+    const slots = new Int32Array(area.offsets.length);
+    for (let i = 0; i < slots.length; i++) slots[i] = area.base + i;
+    const sorted = sortByTime(slots, this.array.view, (slot) => this.rowOffset(slot));
+    for (let i = 0; i < sorted.length; i++) area.offsets[i] = sorted[i]! - area.base;
+    area.timestamps.set(this.timestampsOf(area.offsets, area.base));
+  }
+
+  /** The timestamps (lo, hi) of slots base + offsets[i], read from their rows. */
+  private timestampsOf(offsets: Uint32Array, base: number): Int32Array {
+    const view = this.array.view;
+    const words = new Int32Array(view.buffer, view.byteOffset, view.byteLength >>> 2);
+    const timestamps = new Int32Array(offsets.length * 2);
+    for (let i = 0; i < offsets.length; i++) {
+      const w = this.rowOffset(base + offsets[i]!) >>> 2;
+      timestamps[2 * i] = words[w]!;
+      timestamps[2 * i + 1] = words[w + 1]!;
+    }
+    return timestamps;
+  }
+
+  /**
+   * Scratch buffer `which` (0 or 1) for `length` slots. Kept between merges up to
+   * MAX_KEPT_SCRATCH slots - fresh pages cost a fault each on these VMs - and allocated for the
+   * rare larger merge.
+   */
+  private scratch(which: number, length: number): SortedSlots {
+    let kept = this.scratchBuffers[which];
+    if (kept === undefined || kept.offsets.length < length) {
+      kept = { base: 0, offsets: new Uint32Array(length), timestamps: new Int32Array(length * 2) };
+      if (length <= MAX_KEPT_SCRATCH) this.scratchBuffers[which] = kept;
+    }
+    return { base: 0, offsets: kept.offsets.subarray(0, length), timestamps: kept.timestamps.subarray(0, length * 2) };
   }
 
   /** Persists the newest timestamp and what it covers, then the trusted count (see the rules above). */
@@ -524,6 +597,7 @@ function olderLayout(region: PmemRegion, layout: RowLayout, storeId: Uint8Array,
   const olderGeometries: [string, number[]][] = [
     ['without sorted runs, geometry [slotBytes, rowBytes]', [slotBytes, layout.rowBytes]],
     ['one sorted run per block, geometry [slotBytes, rowBytes, B, runSlots]', [slotBytes, layout.rowBytes, blockSlots, Math.ceil((blockSlots * 2) / slotBytes)]],
+    ['merged runs without their timestamps, geometry [slotBytes, rowBytes, B, F, T]', [slotBytes, layout.rowBytes, blockSlots, FENCE_EVERY, TOP_FENCE_EVERY]],
   ];
   return olderGeometries.find(([, geometry]) => {
     try {
@@ -535,12 +609,57 @@ function olderLayout(region: PmemRegion, layout: RowLayout, storeId: Uint8Array,
   })?.[0];
 }
 
-/** Copies the 8 timestamp bytes at byte `from` to byte `to` (both 4-byte aligned). */
-function copyTimestamp(words: Int32Array, from: number, to: number): void {
-  words[to >>> 2] = words[from >>> 2]!;
-  words[(to >>> 2) + 1] = words[(from >>> 2) + 1]!;
+/**
+ * Slots in (timestamp, slot) order: the i-th is base + offsets[i], its timestamp's halves (lo, hi)
+ * at timestamps[2i] and [2i + 1] - a run's area in the file, or a scratch buffer.
+ */
+interface SortedSlots {
+  readonly base: number;
+  readonly offsets: Uint32Array;
+  readonly timestamps: Int32Array;
+}
+
+const EMPTY_SLOTS: SortedSlots = { base: 0, offsets: new Uint32Array(0), timestamps: new Int32Array(0) };
+
+/** Copies timestamp i of `timestamps` to words[w], words[w + 1]. */
+function copyTimestamp(timestamps: Int32Array, i: number, words: Int32Array, w: number): void {
+  words[w] = timestamps[2 * i]!;
+  words[w + 1] = timestamps[2 * i + 1]!;
+}
+
+/**
+ * Merges `lower` and `upper` into `out` (as long as both), every slot of `lower` below every slot
+ * of `upper`, so on equal timestamps `lower`'s come first. False if `lower` - a run read from the
+ * file - names a slot outside itself.
+ */
+function mergeInto(lower: SortedSlots, upper: SortedSlots, out: SortedSlots): boolean {
+  const { offsets: aOffsets, timestamps: aTs } = lower;
+  const { offsets: bOffsets, timestamps: bTs } = upper;
+  const { offsets: outOffsets, timestamps: outTs } = out;
+  const aLength = aOffsets.length;
+  const bLength = bOffsets.length;
+  const aShift = lower.base - out.base;
+  const bShift = upper.base - out.base;
+  let a = 0;
+  let b = 0;
+  for (let i = 0; i < aLength + bLength; i++) {
+    const fromLower = b === bLength || (a < aLength && (aTs[2 * a + 1]! < bTs[2 * b + 1]! || (aTs[2 * a + 1] === bTs[2 * b + 1] && aTs[2 * a]! >>> 0 <= bTs[2 * b]! >>> 0)));
+    if (fromLower) {
+      if (aOffsets[a]! >= aLength) return false;
+      outOffsets[i] = aOffsets[a]! + aShift;
+      outTs[2 * i] = aTs[2 * a]!;
+      outTs[2 * i + 1] = aTs[2 * a + 1]!;
+      a++;
+    } else {
+      outOffsets[i] = bOffsets[b]! + bShift;
+      outTs[2 * i] = bTs[2 * b]!;
+      outTs[2 * i + 1] = bTs[2 * b + 1]!;
+      b++;
+    }
+  }
+  return true;
 }
 
 function identity(layout: RowLayout, geometry: QueueGeometry, storeId: Uint8Array, streamId: number) {
-  return { kind: FileKind.OooQueue, storeId, streamId, geometry: [geometry.slotBytes, layout.rowBytes, geometry.blockSlots, FENCE_EVERY, TOP_FENCE_EVERY] };
+  return { kind: FileKind.OooQueue, storeId, streamId, geometry: [geometry.slotBytes, layout.rowBytes, geometry.blockSlots, FENCE_EVERY, TOP_FENCE_EVERY, TIMESTAMP_BYTES + ENTRY_BYTES] };
 }

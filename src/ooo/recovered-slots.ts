@@ -18,7 +18,7 @@ import type { ColdReader } from '../pmem/cold-reader.js';
 import type { MergeCursor } from '../tree/flank.js';
 import type { RowLayout, Timestamp } from '../tree/row-layout.js';
 import { belowCursor } from './index-builder.js';
-import { CHECK_BYTES, ENTRY_BYTES, FENCE_BYTES, FENCE_EVERY, type OooQueue, type SortedRun, TOP_FENCE_EVERY } from './queue.js';
+import { CHECK_BYTES, ENTRY_BYTES, FENCE_BYTES, FENCE_EVERY, type OooQueue, type SortedRun, TIMESTAMP_BYTES, TOP_FENCE_EVERY } from './queue.js';
 import { sortByTime } from './time-index.js';
 
 /** The smallest timestamp a stream of `layout` can hold (a bound for "every event"). */
@@ -42,6 +42,8 @@ interface Int64Halves {
 }
 
 const TWO_32 = 4294967296;
+/** Entries a walk through a run reads at a time. */
+const WALK_CHUNK = 64;
 const INT64_MIN: Int64Halves = { hi: -0x80000000, lo: 0 };
 const INT64_MAX: Int64Halves = { hi: 0x7fffffff, lo: 0xffffffff };
 
@@ -93,13 +95,25 @@ export class RecoveredSlots {
       const start = this.firstNotBelow(run, low, false);
       // The search read the first entry's timestamp: a run with nothing in range costs no more reads.
       if (start.timestamp !== undefined && compareHalves(start.timestamp, high) > 0) return;
-      for (let i = Math.max(this.firstLive(r), start.position); i < run.length; i++) {
-        const slot = this.entry(run, i);
-        if (!this.isBelow(this.queue.rowOffset(slot), high, true)) break;
-        if (slot < this.end) visit(slot);
-      }
+      this.walk(run, Math.max(this.firstLive(r), start.position), high, visit);
     });
     this.scanTail(from, to, visit);
+  }
+
+  /** Calls `visit` for the slots of `run` from position `first` on, in its order, while their timestamps are <= high. */
+  private walk(run: SortedRun, first: number, high: Int64Halves, visit: (slot: number) => void): void {
+    for (let i = first; i < run.length; ) {
+      const n = Math.min(WALK_CHUNK, run.length - i);
+      // Copied: the next read reuses the scratch buffer.
+      const timestamps = this.cold.words(run.timestampsOffset + i * TIMESTAMP_BYTES, n * 2).slice();
+      const offsets = this.cold.words(run.entriesOffset + i * ENTRY_BYTES, n).slice();
+      for (let k = 0; k < n; k++, i++) {
+        if (compareHalves(halvesOf(timestamps, k), high) > 0) return;
+        if (offsets[k]! >>> 0 >= run.length) this.queue.runSlot(run, i); // throws the CorruptionError
+        const slot = run.firstSlot + (offsets[k]! >>> 0);
+        if (slot < this.end) visit(slot);
+      }
+    }
   }
 
   /** The live slots with from <= ts <= to, in (timestamp, slot) order. */
@@ -165,17 +179,11 @@ export class RecoveredSlots {
     return { hi: words[1]!, lo: words[0]! >>> 0 };
   }
 
-  /** Whether the timestamp at byte `at` is below `bound` (or, when `inclusive`, at or below it). */
-  private isBelow(at: number, bound: Int64Halves, inclusive: boolean): boolean {
-    const order = compareHalves(this.halvesAt(at), bound);
-    return order < 0 || (inclusive && order === 0);
-  }
-
   /**
    * The first position of `run` whose timestamp is not below `bound` (or, when `inclusive`, is
-   * above it). The top fences narrow it to T entries, the fences among those to F, and log2(F)
-   * slot reads find it: six reads, whatever the run's length. Each step is one bulk read and a
-   * tight loop: this runs cold - interpreted - right after open.
+   * above it). The top fences narrow it to T entries, the fences among those to F, and the F
+   * timestamps kept with the entries find it: three reads, whatever the run's length. Each step
+   * is one bulk read and a tight loop: this runs cold - interpreted - right after open.
    */
   private firstNotBelow(run: SortedRun, bound: Int64Halves, inclusive: boolean): Found {
     const tops = Math.ceil(run.length / TOP_FENCE_EVERY);
@@ -195,21 +203,9 @@ export class RecoveredSlots {
       if (fence > 0) first = (firstFence + fence - 1) * FENCE_EVERY + 1;
       if (fence < fenceCount) [last, lastTimestamp] = [(firstFence + fence) * FENCE_EVERY, halvesOf(fences, fence)];
     }
-    // Copied: the probes below read through the same scratch buffer.
-    const entries = this.cold.words(run.entriesOffset + first * ENTRY_BYTES, last - first).slice();
-    let low = 0;
-    let high = entries.length;
-    let highTimestamp = lastTimestamp;
-    while (low < high) {
-      const mid = (low + high) >>> 1;
-      const offset = entries[mid]! >>> 0;
-      if (offset >= run.length) this.queue.runSlot(run, first + mid); // throws the CorruptionError
-      const timestamp = this.halvesAt(this.queue.rowOffset(run.firstSlot + offset));
-      const order = compareHalves(timestamp, bound);
-      if (order < 0 || (inclusive && order === 0)) low = mid + 1;
-      else [high, highTimestamp] = [mid, timestamp];
-    }
-    return { position: first + low, timestamp: highTimestamp };
+    const timestamps = this.cold.words(run.timestampsOffset + first * TIMESTAMP_BYTES, (last - first) * 2);
+    const found = firstTimestampNotBelow(timestamps, bound, inclusive);
+    return { position: first + found, timestamp: first + found < last ? halvesOf(timestamps, found) : lastTimestamp };
   }
 
   /** The first position of run `r` whose slot is not below the merge cursor. */
