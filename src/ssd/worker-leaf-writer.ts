@@ -32,6 +32,7 @@ export class WorkerLeafWriter implements LeafWriter {
   private readonly locations: Float64Array;
   private readonly failureText: Uint8Array;
   private worker: Worker | undefined;
+  private startScheduled = false;
   private readonly config: WorkerConfig;
   private taken: number;
 
@@ -54,7 +55,7 @@ export class WorkerLeafWriter implements LeafWriter {
 
   submit(leafId: number, count: number): void {
     this.throwIfFailed();
-    this.startOnce();
+    this.startSoon();
     invariant(leafId === Atomics.load(this.control, Control.Submitted), () => `leaf ${leafId} submitted out of order`);
     this.counts[leafId % this.counts.length] = count;
     Atomics.store(this.control, Control.Submitted, leafId + 1);
@@ -63,6 +64,8 @@ export class WorkerLeafWriter implements LeafWriter {
 
   takeDurable(until?: number): DurableLeaf[] {
     invariant(until === undefined || until <= Atomics.load(this.control, Control.Submitted), () => `waiting for leaf ${until! - 1}, which was never handed over: it would never become durable`);
+    // A caller that waits cannot leave the start to the event loop.
+    if (until !== undefined && until > Atomics.load(this.control, Control.Durable)) this.startOnce();
     for (;;) {
       this.throwIfFailed();
       const durable = Atomics.load(this.control, Control.Durable);
@@ -79,9 +82,20 @@ export class WorkerLeafWriter implements LeafWriter {
     return leaves;
   }
 
-  /** Starting a thread costs milliseconds: a store that only reads, or has not filled a leaf yet, never pays it. */
+  /**
+   * Starting a thread costs the caller milliseconds: the first hand-off - often of the leaves a
+   * crash left in the ring, by the first append that closes a leaf - starts it from the event loop
+   * instead; takeDurable() starts it at once when it must wait. A store that only reads, or has
+   * not filled a leaf yet, never pays it.
+   */
+  private startSoon(): void {
+    if (this.worker !== undefined || this.startScheduled) return;
+    this.startScheduled = true;
+    setImmediate(() => this.startOnce());
+  }
+
   private startOnce(): void {
-    if (this.worker !== undefined) return;
+    if (this.worker !== undefined || Atomics.load(this.control, Control.Stop) !== 0) return;
     // Workers run compiled JavaScript: the tests run this module from src/, the worker from dist/.
     this.worker = new Worker(join(packageRoot(), 'dist', 'src', 'ssd', 'leaf-writer-worker.js'), { workerData: this.config });
     this.worker.unref();
