@@ -110,6 +110,8 @@ export function queueSlotBytes(rowBytes: number): number {
 export interface QueueGeometry {
   readonly slotBytes: number;
   readonly blockSlots: number;
+  /** log2(blockSlots): slot >>> blockShift is the slot's block. */
+  readonly blockShift: number;
   /** areaSlotsBefore[m]: physical slots taken by the areas of levels 0 .. m-1. */
   readonly areaSlotsBefore: readonly number[];
 }
@@ -136,7 +138,8 @@ function bitLength(n: number): number {
 }
 
 function physicalSlot(g: QueueGeometry, slot: number): number {
-  return slot + g.areaSlotsBefore[bitLength(Math.floor(slot / g.blockSlots))]!;
+  // On every row access (the DRAM index compares through it): shifts, no division.
+  return slot + g.areaSlotsBefore[32 - Math.clz32(slot >>> g.blockShift)]!;
 }
 
 /** Bytes of the area of a level whose runs hold `entries` slots. */
@@ -155,7 +158,7 @@ function geometryFor(rowBytes: number, blockSlots: number): QueueGeometry {
   const slotBytes = queueSlotBytes(rowBytes);
   const areaSlotsBefore = [0];
   for (let level = 0; level < MAX_LEVELS; level++) areaSlotsBefore.push(areaSlotsBefore[level]! + Math.ceil(areaBytes(blockSlots * 2 ** level) / slotBytes));
-  return { slotBytes, blockSlots, areaSlotsBefore };
+  return { slotBytes, blockSlots, blockShift: 31 - Math.clz32(blockSlots), areaSlotsBefore };
 }
 
 export class OooQueue {
