@@ -3,7 +3,7 @@
 // The DRAM application-time index (time-index.ts) orders its slots by timestamp; the queue
 // itself keeps *sorted runs* - its complete blocks of B slots, merged binary-counter style into
 // at most log2(blocks) runs, each ordered by (timestamp, slot) and indexed by fences - so that
-// right after open a query touches a few pages per run instead of scanning every slot
+// right after open a query makes a few reads per run instead of scanning every slot
 // (recovered-slots.ts), and the index can be rebuilt in the background.
 //
 // File layout (a flat array of P-byte physical slots, pmem/flat-array.ts), geometry =
@@ -82,7 +82,7 @@ const INITIAL_SLOTS = 1024;
 export const ENTRY_BYTES = 4;
 export const FENCE_BYTES = 8;
 export const TIMESTAMP_BYTES = 8;
-/** Every FENCE_EVERY-th entry's timestamp is a fence: a search ends with log2(F) slot reads. */
+/** Every FENCE_EVERY-th entry's timestamp is a fence: a search ends reading F kept timestamps. */
 export const FENCE_EVERY = 8;
 /** Every TOP_FENCE_EVERY-th entry's is a top fence: the fences between two fill one page. */
 export const TOP_FENCE_EVERY = 4096;
