@@ -2,12 +2,12 @@
 // rebuilt (instant recovery, seed 002): queries cost what the queue's sorted runs allow, not a
 // scan of the whole queue.
 //
-//   slots [0, sorted x B)    in trusted runs (queue.ts, at most log2(blocks) of them): per run, a
-//                            search of its top fences, its fences and then a few entries for the
-//                            first timestamp wanted - a handful of pages - then a walk in
-//                            (ts, slot) order
+//   slots [0, sorted x B)    in trusted runs (queue.ts, at most log2(blocks) + 1 of them): per
+//                            run, three reads - top fences, one fence page, F kept timestamps -
+//                            find the first timestamp wanted, then a walk in (ts, slot) order
 //   slots [sorted x B, end)  the tail - the partial last block, and a complete block whose run a
-//                            crash left unwritten - scanned (a few pages)
+//                            crash left unwritten - scanned (one read a block)
+// All of it is read through read(2) (pmem/cold-reader.ts), not the queue's fresh mapping.
 //
 // Slots the merge cursor says are in the tree are left out. Within a run they are a prefix: the
 // run is in (ts, slot) order and merged events are a prefix of that order - so each run has one
@@ -33,8 +33,8 @@ export function highestTimestamp(layout: RowLayout): Timestamp {
 
 /**
  * A timestamp as the two 32-bit halves of its int64 (hi signed, lo unsigned): compared half by
- * half it orders like the int64, for number and bigint streams alike, with no allocation - what
- * the binary searches below compare against (they read the halves straight from the queue).
+ * half it orders like the int64, for number and bigint streams alike - what the searches below
+ * compare, reading the halves straight from the queue file.
  */
 interface Int64Halves {
   readonly hi: number;
