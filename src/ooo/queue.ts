@@ -418,9 +418,16 @@ export class OooQueue {
    * level. False if one of those runs names a slot outside itself (damaged).
    */
   private mergeLevelInto(count: number, level: number, area: SortedSlots): boolean {
+    if (level === 0) {
+      this.sortInto(area);
+      return true;
+    }
     const { blockSlots } = this.geometry;
-    let merged = this.sortedBlock(count - 1);
-    if (level === 0) return mergeInto(EMPTY_SLOTS, merged, area);
+    let merged = this.sortInto({
+      base: (count - 1) * blockSlots,
+      offsets: new Uint32Array(blockSlots),
+      timestamps: new Int32Array(2 * blockSlots),
+    });
     // Level j's run covers the 2^j blocks before those of levels below it: lower slots, which
     // come first among equal timestamps. Intermediate merges alternate between two scratch buffers.
     for (let j = 0; j < level; j++) {
@@ -432,35 +439,23 @@ export class OooQueue {
     return true;
   }
 
-  /** Block `block`'s slots in (timestamp, slot) order, with their timestamps. */
-  private sortedBlock(block: number): SortedSlots {
-    const { blockSlots } = this.geometry;
-    const slots = new Int32Array(blockSlots);
-    for (let j = 0; j < blockSlots; j++) slots[j] = block * blockSlots + j;
-    const offsets = new Uint32Array(sortByTime(slots, this.array.view, (slot) => this.rowOffset(slot)).buffer);
-    return { base: 0, offsets, timestamps: this.timestampsOf(offsets, 0) };
-  }
-
-  /** Sorts `area`'s slots afresh from their rows (a run below it was damaged). */
-  private sortInto(area: SortedSlots): void {
+  /**
+   * Sorts slots [area.base, area.base + its length) from their rows into `area`, with their
+   * timestamps: a new block, or a level whose lower runs were damaged.
+   */
+  private sortInto(area: SortedSlots): SortedSlots {
     const slots = new Int32Array(area.offsets.length);
     for (let i = 0; i < slots.length; i++) slots[i] = area.base + i;
     const sorted = sortByTime(slots, this.array.view, (slot) => this.rowOffset(slot));
-    for (let i = 0; i < sorted.length; i++) area.offsets[i] = sorted[i]! - area.base;
-    area.timestamps.set(this.timestampsOf(area.offsets, area.base));
-  }
-
-  /** The timestamps (lo, hi) of slots base + offsets[i], read from their rows. */
-  private timestampsOf(offsets: Uint32Array, base: number): Int32Array {
     const view = this.array.view;
     const words = new Int32Array(view.buffer, view.byteOffset, view.byteLength >>> 2);
-    const timestamps = new Int32Array(offsets.length * 2);
-    for (let i = 0; i < offsets.length; i++) {
-      const w = this.rowOffset(base + offsets[i]!) >>> 2;
-      timestamps[2 * i] = words[w]!;
-      timestamps[2 * i + 1] = words[w + 1]!;
+    for (let i = 0; i < sorted.length; i++) {
+      area.offsets[i] = sorted[i]! - area.base;
+      const w = this.rowOffset(sorted[i]!) >>> 2;
+      area.timestamps[2 * i] = words[w]!;
+      area.timestamps[2 * i + 1] = words[w + 1]!;
     }
-    return timestamps;
+    return area;
   }
 
   /**
@@ -621,8 +616,6 @@ interface SortedSlots {
   readonly offsets: Uint32Array;
   readonly timestamps: Int32Array;
 }
-
-const EMPTY_SLOTS: SortedSlots = { base: 0, offsets: new Uint32Array(0), timestamps: new Int32Array(0) };
 
 /** Copies timestamp i of `timestamps` to words[w], words[w + 1]. */
 function copyTimestamp(timestamps: Int32Array, i: number, words: Int32Array, w: number): void {
