@@ -123,15 +123,18 @@ export class Store {
   static openOn(media: Media, options: OpenOptions, fresh: { storeId: Uint8Array; pmemDir: string }): Store {
     const resolved = resolveOptions(options);
     const lock = media.lock();
+    let store: Store | undefined;
     try {
       const bytes = media.readSmall(MANIFEST_NAME);
       const manifest = bytes === undefined ? { storeId: fresh.storeId, pmemDir: fresh.pmemDir, streams: [] } : decodeManifest(bytes, MANIFEST_NAME);
       if (bytes === undefined) media.writeSmallAtomically(MANIFEST_NAME, encodeManifest(manifest));
-      const store = new Store(media, manifest, resolved, lock);
+      store = new Store(media, manifest, resolved, lock);
       for (const entry of manifest.streams) store.openStream(entry);
       return store;
     } catch (err) {
-      lock.release();
+      // The streams opened before the failing one hold files, writer threads and recovery slices.
+      if (store === undefined) lock.release();
+      else store.closeAfterFailedOpen();
       throw err;
     }
   }
@@ -207,6 +210,15 @@ export class Store {
     }
     this.lock.release();
     if (failure !== undefined) throw failure;
+  }
+
+  /** Closes what a failed open had opened; the open's own error is the one worth reporting. */
+  private closeAfterFailedOpen(): void {
+    try {
+      this.close();
+    } catch {
+      // Already failing with the open's error.
+    }
   }
 
   checkOpen(): void {
