@@ -10,7 +10,9 @@
 //   first_query_ms     the first query after that: get() of a random timestamp, while the queue
 //                      index is still being rebuilt (it searches the queue's sorted runs through
 //                      their fences and scans the partial last block)
-//   full_recovery_ms   open() until the index is rebuilt (stats().outOfOrder.indexing false)
+//   full_recovery_ms   open() until all recovery work is done: the queue index rebuilt
+//                      (stats().outOfOrder.indexing false) and the leaf file's tail and ring
+//                      pages checked (stats().recoveringLeafFile false)
 //   *_faults           minor page faults during open and the first query: the first touch of a
 //                      page of a fresh mapping is one. file_fault_us is what one costs here, on a
 //                      fresh mapping of a file on the PMem directory's file system, so the reader
@@ -146,8 +148,8 @@ async function probe({ dir, pmemDir, events, queueBytes }: Target): Promise<void
   stream.get(random.nextInt(events));
   const queried = nowNs();
   const faultsQueried = minorFaults();
-  // The index worker starts from the event loop, so the wait must yield to it.
-  while (stream.stats().outOfOrder.indexing) await new Promise((resolve) => setTimeout(resolve, 1));
+  // The index worker starts from the event loop, the leaf-file recovery runs in slices on it: the wait must yield to both.
+  while (stream.stats().outOfOrder.indexing || stream.stats().recoveringLeafFile) await new Promise((resolve) => setTimeout(resolve, 1));
   const recovered = nowNs();
   const late = queueEvents(queueBytes);
   // A kill loses nothing acknowledged; the child kept appending after 'filled', so there may be more.

@@ -421,7 +421,8 @@ export class Store {
         nodeStorage: nodeStorageOf(entry),
         nodeFile,
       },
-      { flushEvery: this.options.flushEvery, spare: entry.spare, rebuildFromLeafFile: rebuild },
+      // With the rebuild option, open itself finds a damaged ring page, so that it can rebuild.
+      { flushEvery: this.options.flushEvery, spare: entry.spare, rebuildFromLeafFile: rebuild, deferLeafFileRecovery: !this.options.rebuild },
       (firstLeaf, ringPage) => this.startLeafWriter(entry, schema, leaves, firstLeaf, ringPage),
       (base) => this.startIndexBuilder(entry, base),
     );
@@ -437,6 +438,7 @@ export class Store {
       cacheStats: () => leaves.cacheStats(),
     });
     this.streamsByName.set(entry.name, { stream, tree, regions, leaves, nodeFile });
+    tree.recoverInBackground();
     return stream;
   }
 

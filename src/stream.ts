@@ -51,6 +51,11 @@ export interface StreamStats {
   readonly cache: CacheStats;
   readonly outOfOrder: OutOfOrderStats;
   readonly indexNodes: IndexNodeStats;
+  /**
+   * True while open's recovery of the leaf file's tail and of the ring pages a crash left runs
+   * on the event loop (queries meanwhile read those leaves from PMem, checking each first).
+   */
+  readonly recoveringLeafFile: boolean;
 }
 
 export interface IndexNodeStats {
@@ -402,6 +407,7 @@ export class Stream extends StreamReader {
         pinnedReaders: this.tree.late.pinned.readers,
       },
       indexNodes: this.tree.indexNodeStats,
+      recoveringLeafFile: this.tree.recoveringLeafFile,
     };
   }
 }

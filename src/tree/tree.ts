@@ -27,6 +27,7 @@ import type { LeafWriter, RingPage } from '../ssd/leaf-writer.js';
 import { Aggregate, type AggregateArray } from './aggregate-array.js';
 import type { Flank, FlankState } from './flank.js';
 import { MergeStep } from './merge.js';
+import { LeafFileRecovery } from './leaf-file-recovery.js';
 import { liveLeafOrder } from './rebuild.js';
 import { countRowsBelow } from '../query/leaf-search.js';
 import type { IndexNodeArray } from './index-node-array.js';
@@ -42,6 +43,11 @@ export interface TreeOptions {
   readonly spare: number;
   /** The PMem structures are new and empty: rebuild them from the leaf file's records. */
   readonly rebuildFromLeafFile?: boolean;
+  /**
+   * Recover the leaf file's tail and the ring after open returns (leaf-file-recovery.ts), rather
+   * than before: a damaged ring page then fails the request that needs it, not open.
+   */
+  readonly deferLeafFileRecovery?: boolean;
 }
 
 export interface TreeParts {
@@ -107,7 +113,11 @@ export class Tree {
   private nextLsn: number;
   /** The lsn of the first flank row written since the last flush (while rows are unflushed). */
   private firstUnflushedLsn = 0;
-  private readonly writer: LeafWriter;
+  /** Started once the leaf file is recovered, at the first hand-off after that. */
+  private writer: LeafWriter | undefined;
+  /** Open's leaf-file recovery while it is not done (leaf-file-recovery.ts). */
+  private recovery: LeafFileRecovery | undefined;
+  private recoverySlice: NodeJS.Immediate | undefined;
   private readonly nodeStorage: NodeStorage;
   /** Leaves [durableLeaves, handedOff) are with the writer; [handedOff, openLeafId) still to hand over. */
   private handedOff: number;
@@ -129,7 +139,7 @@ export class Tree {
   constructor(
     readonly parts: TreeParts,
     readonly options: TreeOptions,
-    startWriter: (firstLeaf: number, ringPage: RingPage) => LeafWriter,
+    private readonly startWriter: (firstLeaf: number, ringPage: RingPage) => LeafWriter,
     startIndexBuilder: StartIndexBuilder,
   ) {
     const { flank, nodes } = parts;
@@ -148,19 +158,20 @@ export class Tree {
     this.openCount = this.durableRows = this.checkOpenPage();
     this.durableLeaves = 0;
     if (options.rebuildFromLeafFile === true) this.adoptedLeafFile = this.adoptLeafFile();
-    else this.durableLeaves = this.recoverLeafFile();
+    else this.recoverLeafFile(options.deferLeafFileRecovery === true);
     this.late = new LateQueue(parts.queue, parts.layout, this.state.mergeCursor, startIndexBuilder);
-    this.writer = startWriter(this.durableLeaves, (leafId, count) => ({
-      rows: new Uint8Array(flank.buffer, flank.rowsOffset(leafId), count * this.layout.rowBytes),
-      lineage: flank.pageLineage(leafId),
-    }));
     // Closed leaves a crash kept from the SSD wait in their ring pages (queries read them there)
-    // and go to the writer with the next hand-off: open() does not wait for them.
+    // and go to the writer with the first hand-off after recovery: open() does not wait for them.
     this.handedOff = this.durableLeaves;
     this.refreshNewest();
     this.nextLsn = this.newestLsn() + 1;
     this.settleLateQueue();
     this.nodeStorage.publish(this.state);
+  }
+
+  /** True while open's deferred leaf-file recovery has not finished. */
+  get recoveringLeafFile(): boolean {
+    return this.recovery !== undefined;
   }
 
   get layout(): RowLayout {
@@ -333,6 +344,7 @@ export class Tree {
     if (leafId === this.state.openLeafId) {
       return { view: this.rows, offset: flank.rowsOffset(leafId), count: this.openCount, inRing: true };
     }
+    if (leafId >= this.durableLeaves) this.recoverBeforeReading(leafId);
     if (leafId < this.durableLeaves) {
       const cached = leaves.cached(leafId);
       if (cached !== undefined) return { view: cached, offset: 0, count: cached.byteLength / this.layout.rowBytes, inRing: false };
@@ -343,6 +355,17 @@ export class Tree {
     // Slots below durableCount were persisted set: an empty one was damaged since.
     if (location === undefined) throw new CorruptionError(translation.extent.path, 0, `durable leaf ${leafId} has no translation slot: the translation array is damaged - open with { rebuild: true }`);
     return { view: leaves.read(leafId, location, count), offset: 0, count, inRing: false };
+  }
+
+  /**
+   * A leaf closed before the crash and not known durable yet is read from its ring page if the
+   * page holds it intact; if not, the tail is scanned: the leaf may be on SSD.
+   */
+  private recoverBeforeReading(leafId: number): void {
+    const recovery = this.recovery;
+    if (recovery === undefined || leafId >= recovery.closed) return;
+    if (!recovery.ringHolds(leafId)) this.durableLeaves = Math.max(this.durableLeaves, recovery.scanTail());
+    if (leafId >= this.durableLeaves) recovery.checkRingLeaf(leafId);
   }
 
   /**
@@ -602,7 +625,8 @@ export class Tree {
     try {
       this.checkpoint();
     } finally {
-      this.writer.close();
+      if (this.recoverySlice !== undefined) clearImmediate(this.recoverySlice);
+      this.writer?.close();
       this.late.close();
     }
   }
@@ -645,15 +669,24 @@ export class Tree {
     invariant(reused < this.durableLeaves, () => `ring page of leaf ${leafId} still busy`);
   }
 
-  /** Hands every closed leaf not yet with the writer to it, then collects what became durable. */
+  /**
+   * Hands every closed leaf not yet with the writer to it, then collects what became durable.
+   * While open's leaf-file recovery runs, leaves wait in the ring: its last slice hands them off.
+   */
   private handOff(): void {
-    for (; this.handedOff < this.state.openLeafId; this.handedOff++) this.writer.submit(this.handedOff, this.parts.leafAggregates.count(this.handedOff));
+    if (this.recovery !== undefined) return;
+    const writer = this.startedWriter();
+    for (; this.handedOff < this.state.openLeafId; this.handedOff++) writer.submit(this.handedOff, this.parts.leafAggregates.count(this.handedOff));
     this.collectDurable(undefined);
   }
 
   /** Sets the translation slots of leaves the writer made durable (waiting for those below `until`). */
   private collectDurable(until: number | undefined): void {
-    if (until !== undefined) this.handOff();
+    if (until !== undefined) {
+      this.finishRecovery();
+      this.handOff();
+    }
+    if (this.writer === undefined) return;
     const durable = this.writer.takeDurable(until);
     for (const { leafId, location } of durable) {
       invariant(leafId === this.durableLeaves, () => `leaf ${leafId} became durable out of order (expected ${this.durableLeaves})`);
@@ -708,35 +741,65 @@ export class Tree {
   }
 
   /**
-   * Restores the translation slots a crash left unpersisted, from the leaf file's intact records,
-   * and returns the first closed leaf not on SSD. Work is bounded by one translation batch plus
-   * the ring, whatever the size of the store.
+   * Recovers what a crash left between the leaf file and the ring (leaf-file-recovery.ts): now,
+   * or - `deferred` - when a request needs it, or in slices once recoverInBackground() is called.
    */
-  private recoverLeafFile(): number {
-    const { translation, leaves, flank } = this.parts;
-    const trusted = translation.durableCount;
-    const closed = this.state.openLeafId;
-    if (trusted > closed) throw new CorruptionError(flank.region.path, 0, `translation trusts ${trusted} leaves, the tree has ${closed}`);
-    translation.truncate(trusted, closed);
-    const last = trusted === 0 ? undefined : translation.get(trusted - 1);
-    let end = last === undefined ? leaves.firstRecordOffset : last.offset + last.length;
-    let next = trusted;
-    for (const record of leaves.scanFrom(end)) {
-      if (record.leafId !== next || next >= closed) break;
-      translation.set(next++, record.location);
-      end = record.location.offset + record.location.length;
+  private recoverLeafFile(deferred: boolean): void {
+    const { flank, translation, leaves, leafAggregates } = this.parts;
+    this.recovery = new LeafFileRecovery({ flank, translation, leaves, leafAggregates }, translation.durableCount, this.state.openLeafId);
+    this.durableLeaves = this.recovery.trusted;
+    if (!deferred) this.finishRecovery();
+  }
+
+  /**
+   * Runs the deferred leaf-file recovery in slices on the event loop. The store calls it once the
+   * stream is open: a slice must never run over files an open that failed later has closed.
+   */
+  recoverInBackground(): void {
+    if (this.recovery !== undefined && this.recoverySlice === undefined) this.scheduleRecoverySlice();
+  }
+
+  private scheduleRecoverySlice(): void {
+    this.recoverySlice = setImmediate(() => this.runRecoverySlice());
+    this.recoverySlice.unref();
+  }
+
+  /**
+   * One slice of the deferred recovery; the last one starts the writer and hands it the leaves
+   * closed meanwhile. A failure is kept - the recovery rethrows it to every request that needs
+   * the leaf file or the writer (an IoError also makes the stream read-only) - never thrown here.
+   */
+  private runRecoverySlice(): void {
+    this.recoverySlice = undefined;
+    if (this.recovery === undefined) return;
+    try {
+      if (!this.recovery.step()) return this.scheduleRecoverySlice();
+      this.finishRecovery();
+      this.handOff();
+    } catch (err) {
+      if (err instanceof IoError) this.failure ??= err;
+      else if (!(err instanceof CorruptionError)) throw err;
     }
-    leaves.truncate(end);
-    for (let leafId = next; leafId < closed; leafId++) {
-      if (flank.pageLeafId(leafId) !== leafId) {
-        throw new CorruptionError(leaves.path, 0, `leaf ${leafId} is neither in the leaf file nor in the PMem ring`);
-      }
-      if (flank.verifiedCount(leafId) !== this.parts.leafAggregates.count(leafId)) {
-        throw new CorruptionError(flank.region.path, 0, `leaf ${leafId}'s ring page holds ${flank.verifiedCount(leafId)} intact rows, its aggregates count ${this.parts.leafAggregates.count(leafId)}`);
-      }
-    }
-    translation.persistThrough(next, true);
-    return next;
+  }
+
+  /** Completes open's leaf-file recovery now, if it is not done (rethrowing what it failed with). */
+  private finishRecovery(): void {
+    if (this.recovery === undefined) return;
+    this.durableLeaves = this.recovery.finish();
+    this.recovery = undefined;
+  }
+
+  /** The leaf writer, started at the first leaf not on SSD. REQUIRES: the leaf file is recovered. */
+  private startedWriter(): LeafWriter {
+    invariant(this.recovery === undefined, 'the leaf writer starts after the leaf file is recovered');
+    if (this.writer !== undefined) return this.writer;
+    const { flank } = this.parts;
+    this.handedOff = this.durableLeaves;
+    this.writer = this.startWriter(this.durableLeaves, (leafId, count) => ({
+      rows: new Uint8Array(flank.buffer, flank.rowsOffset(leafId), count * this.layout.rowBytes),
+      lineage: flank.pageLineage(leafId),
+    }));
+    return this.writer;
   }
 
 }
