@@ -53,7 +53,8 @@ export interface StreamStats {
   readonly indexNodes: IndexNodeStats;
   /**
    * True while open's recovery of the leaf file's tail and of the ring pages a crash left runs
-   * on the event loop (queries meanwhile read those leaves from PMem, checking each first).
+   * on the event loop (queries meanwhile read those leaves from PMem, checking each first). It
+   * stays true if that recovery failed: the requests that need it throw what it failed with.
    */
   readonly recoveringLeafFile: boolean;
 }
