@@ -1,5 +1,5 @@
 // What a crash leaves between the leaf file and the ring, recovered after open returns (seed
-// 002's instant recovery; docs/DURABILITY.md, "Deferred leaf-file recovery"). Open trusts the
+// 002's instant recovery; docs/DURABILITY.md, "Recovery of the leaf file and translation"). Open trusts the
 // persisted translation slots [0, trusted) and nothing after them. Each leaf in [trusted, closed)
 // - closed before the crash - is on SSD past the last trusted record (its slot never persisted),
 // or only in its PMem ring page, or both. Settling that takes the leaf file's tail scan and a CRC
