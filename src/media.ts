@@ -39,6 +39,16 @@ export interface Media {
   pathsForWorker(region: string, file: string): { regionPath: string; filePath: string } | undefined;
 }
 
+/** A small file's bytes, or undefined if there is no such file (one read, no existence check first). */
+export function readFileIfExists(path: string): Uint8Array | undefined {
+  try {
+    return new Uint8Array(readFileSync(path));
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code === 'ENOENT') return undefined;
+    return toIoError(err, 'read', path);
+  }
+}
+
 /**
  * Real files: SSD files in `dir`, PMem regions in `pmemDir` (a DAX mount, tmpfs, or any
  * directory). With `volatileRegions` the regions are plain DRAM instead (the paper's DRAM-flank
@@ -103,13 +113,7 @@ export class DiskMedia implements Media {
   }
 
   readSmall(name: string): Uint8Array | undefined {
-    const path = join(this.dir, name);
-    if (!existsSync(path)) return undefined;
-    try {
-      return new Uint8Array(readFileSync(path));
-    } catch (err) {
-      return toIoError(err, 'read', path);
-    }
+    return readFileIfExists(join(this.dir, name));
   }
 
   writeSmallAtomically(name: string, bytes: Uint8Array): void {

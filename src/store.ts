@@ -4,14 +4,13 @@
 // crash left half-done (bounded work, see docs/DURABILITY.md).
 
 import { randomBytes } from 'node:crypto';
-import { existsSync, readFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { LeafCache } from './cache/leaf-cache.js';
 import { ConsumerSlots } from './consumer/consumer-slots.js';
 import { CorruptionError, MisuseError, invariant } from './errors.js';
 import { EventCodec } from './event-codec.js';
 import { MANIFEST_NAME, type Manifest, type StreamEntry, decodeManifest, encodeManifest } from './manifest.js';
-import { DiskMedia, type Media } from './media.js';
+import { DiskMedia, type Media, readFileIfExists } from './media.js';
 import type { DurabilityClass, PmemRegion } from './pmem/region.js';
 import { type AttributeType, type Schema, deserializeSchema, parseSchema, serializeSchema } from './schema.js';
 import { type BaseSlots, type IndexBuilder, InlineIndexBuilder, WorkerIndexBuilder, sortBase } from './ooo/index-builder.js';
@@ -93,7 +92,8 @@ const REGION_SUFFIXES = ['flank', 'nodes', 'leaf-aggregates', 'node-aggregates',
 export function open(dir: string, options: OpenOptions = {}): Store {
   const absolute = resolve(dir);
   const manifestPath = join(absolute, MANIFEST_NAME);
-  const existing = existsSync(manifestPath) ? decodeManifest(new Uint8Array(readFileSync(manifestPath)), manifestPath) : undefined;
+  const bytes = readFileIfExists(manifestPath);
+  const existing = bytes === undefined ? undefined : decodeManifest(bytes, manifestPath);
   const storeId = existing?.storeId ?? new Uint8Array(randomBytes(16));
   const pmemRoot = resolve(options.pmemDir ?? existing?.pmemDir ?? join(absolute, 'pmem'));
   const media = new DiskMedia(absolute, join(pmemRoot, `chronotier-${Buffer.from(storeId).toString('hex')}`));
@@ -278,15 +278,15 @@ export class Store {
 
   /** Opens a stream; with the rebuild option, one whose PMem files are missing or damaged is rebuilt from SSD. */
   private openStream(entry: StreamEntry): Stream {
-    const missing = REGION_SUFFIXES.map((suffix) => regionName(entry, suffix)).filter((name) => !this.media.regionExists(name));
-    if (missing.length === 0) {
-      try {
-        return this.openStreamFiles(entry, false);
-      } catch (err) {
-        if (!(err instanceof CorruptionError) || !this.options.rebuild) throw err;
+    try {
+      return this.openStreamFiles(entry, false);
+    } catch (err) {
+      // Which files are missing is asked only now: open() pays no existence checks.
+      const missing = REGION_SUFFIXES.map((suffix) => regionName(entry, suffix)).filter((name) => !this.media.regionExists(name));
+      if (missing.length > 0 && !this.options.rebuild) {
+        throw new CorruptionError(missing[0]!, 0, `the PMem files of stream '${entry.name}' are missing (a PMem directory on tmpfs does not survive a reboot); the store cannot open as if empty - restore the PMem directory (${this.manifest.pmemDir}), or open with { rebuild: true } to rebuild it from the leaf file on SSD (events that were only in PMem are lost)`);
       }
-    } else if (!this.options.rebuild) {
-      throw new CorruptionError(missing[0]!, 0, `the PMem files of stream '${entry.name}' are missing (a PMem directory on tmpfs does not survive a reboot); the store cannot open as if empty - restore the PMem directory (${this.manifest.pmemDir}), or open with { rebuild: true } to rebuild it from the leaf file on SSD (events that were only in PMem are lost)`);
+      if (missing.length === 0 && (!(err instanceof CorruptionError) || !this.options.rebuild)) throw err;
     }
     return this.rebuildStream(entry);
   }

@@ -15,10 +15,10 @@ import type { DurabilityClass, PmemRegion } from './region.js';
 const TMPFS_MAGIC = 0x01021994;
 
 export class NativeRegion implements PmemRegion {
-  readonly durability: DurabilityClass;
   private current: ArrayBuffer | undefined;
-  /** Cache-line flushes make the data durable here; otherwise msync does. */
-  private readonly cpuFlush: boolean;
+  private readonly isPmem: boolean;
+  /** Found at the first persist or flush, not at open: statfs of every region would delay open. */
+  private durabilityClass: DurabilityClass | undefined;
   /** A read-only descriptor for readInto(), opened at its first call. */
   private readFd: number | undefined;
 
@@ -28,8 +28,17 @@ export class NativeRegion implements PmemRegion {
     mapping: { buffer: ArrayBuffer; isPmem: boolean },
   ) {
     this.current = mapping.buffer;
-    this.durability = durabilityOf(path, mapping.isPmem);
-    this.cpuFlush = mapping.isPmem && this.durability !== 'msync';
+    this.isPmem = mapping.isPmem;
+  }
+
+  get durability(): DurabilityClass {
+    this.durabilityClass ??= durabilityOf(this.path, this.isPmem);
+    return this.durabilityClass;
+  }
+
+  /** Cache-line flushes make the data durable here; otherwise msync does. */
+  private get cpuFlush(): boolean {
+    return this.isPmem && this.durability !== 'msync';
   }
 
   /** Maps `path`; `create` makes it (or extends it to `size`), else it must exist (IoError ENOENT). */
