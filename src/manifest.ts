@@ -14,6 +14,7 @@
 
 import { crc32 } from 'node:zlib';
 import { CorruptionError } from './errors.js';
+import { strictUtf8Decoder, utf8Encoder } from './util/utf8.js';
 import type { NodeStorageKind } from './tree/node-storage.js';
 
 export const MANIFEST_NAME = 'MANIFEST';
@@ -41,7 +42,7 @@ export interface Manifest {
 }
 
 export function encodeManifest(manifest: Manifest): Uint8Array {
-  const body = new TextEncoder().encode(
+  const body = utf8Encoder.encode(
     JSON.stringify({ storeId: Buffer.from(manifest.storeId).toString('hex'), pmemDir: manifest.pmemDir, streams: manifest.streams }),
   );
   const bytes = new Uint8Array(HEADER_BYTES + body.length);
@@ -67,7 +68,7 @@ export function decodeManifest(bytes: Uint8Array, path: string): Manifest {
   const body = bytes.subarray(HEADER_BYTES);
   if (crc32(body) !== view.getUint32(12, true)) fail(12, 'checksum mismatch');
   try {
-    const parsed = JSON.parse(new TextDecoder('utf-8', { fatal: true }).decode(body)) as { storeId: string; pmemDir: string; streams: StreamEntry[] };
+    const parsed = JSON.parse(strictUtf8Decoder.decode(body)) as { storeId: string; pmemDir: string; streams: StreamEntry[] };
     const storeId = new Uint8Array(Buffer.from(parsed.storeId, 'hex'));
     if (storeId.length !== 16 || typeof parsed.pmemDir !== 'string' || !Array.isArray(parsed.streams)) fail(HEADER_BYTES, 'malformed body');
     return { storeId, pmemDir: parsed.pmemDir, streams: parsed.streams };

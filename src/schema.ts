@@ -14,6 +14,7 @@
 
 import { crc32 } from 'node:zlib';
 import { CorruptionError, MisuseError } from './errors.js';
+import { utf8Decoder, utf8Encoder } from './util/utf8.js';
 
 export const ATTRIBUTE_TYPES = ['i8', 'u8', 'i16', 'u16', 'i32', 'u32', 'f32', 'f64', 'i64', 'u64'] as const;
 export type AttributeType = (typeof ATTRIBUTE_TYPES)[number];
@@ -106,7 +107,7 @@ export function parseSchema(definition: Readonly<Record<string, string>>, option
 }
 
 export function serializeSchema(schema: Schema): Uint8Array {
-  const names = schema.attributes.map((a) => new TextEncoder().encode(a.name));
+  const names = schema.attributes.map((a) => utf8Encoder.encode(a.name));
   const bytes = new Uint8Array(3 + names.reduce((sum, name) => sum + 2 + name.length, 0) + 4);
   bytes[0] = SCHEMA_VERSION;
   bytes[1] = schema.timestamp === 'bigint' ? 1 : 0;
@@ -138,7 +139,7 @@ export function deserializeSchema(bytes: Uint8Array, file: string, offset: numbe
     const type = ATTRIBUTE_TYPES[body[at] ?? 255];
     const length = body[at + 1] ?? 0;
     if (type === undefined || at + 2 + length > body.length) fail(`attribute ${i} is malformed`);
-    definition[new TextDecoder().decode(body.subarray(at + 2, at + 2 + length))] = type!;
+    definition[utf8Decoder.decode(body.subarray(at + 2, at + 2 + length))] = type!;
     at += 2 + length;
   }
   if (at !== body.length) fail('trailing bytes');

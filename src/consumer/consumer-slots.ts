@@ -33,6 +33,7 @@ import { crc32 } from 'node:zlib';
 import { CorruptionError, MisuseError, invariant } from '../errors.js';
 import { FileKind } from '../pmem/file-header.js';
 import { FlatArray, STATE_BLOCK_OFFSET } from '../pmem/flat-array.js';
+import { utf8Decoder, utf8Encoder } from '../util/utf8.js';
 import type { PmemRegion } from '../pmem/region.js';
 
 const SLOT_BYTES = 64;
@@ -145,7 +146,7 @@ export class ConsumerSlots {
         throw new CorruptionError(this.array.region.path, at, `consumer slot ${slot} is damaged (neither a registered consumer with a matching check nor a removed one); consumer positions cannot be trusted - restore the PMem directory`);
       }
       this.validCopy(slot);
-      const name = new TextDecoder().decode(this.array.bytes.subarray(at + NAME_OFFSET, at + NAME_OFFSET + length));
+      const name = utf8Decoder.decode(this.array.bytes.subarray(at + NAME_OFFSET, at + NAME_OFFSET + length));
       if (this.slotsByName.has(name)) throw new CorruptionError(this.array.region.path, at, `consumer '${name}' is registered twice`);
       this.slotsByName.set(name, slot);
     }
@@ -198,7 +199,7 @@ function usedCheck(used: number): number {
 }
 
 function encodeName(name: string): Uint8Array {
-  const encoded = typeof name === 'string' ? new TextEncoder().encode(name) : new Uint8Array(0);
+  const encoded = typeof name === 'string' ? utf8Encoder.encode(name) : new Uint8Array(0);
   if (encoded.length === 0 || encoded.length > MAX_NAME_BYTES) {
     throw new MisuseError('INVALID_ARGUMENT', `a consumer name must be a string of 1 to ${MAX_NAME_BYTES} UTF-8 bytes, got ${typeof name === 'string' ? JSON.stringify(name) : typeof name}`);
   }

@@ -12,6 +12,7 @@ import { Flank } from '../tree/flank.js';
 import { NodeSsdFile } from './file.js';
 import { encodeLeafRecord } from './leaf-file.js';
 import { Control } from './leaf-writer.js';
+import { utf8Encoder } from '../util/utf8.js';
 import type { WorkerConfig } from './worker-leaf-writer.js';
 
 /** Leaves per write + fdatasync at most: a group never spans more than the ring anyway. */
@@ -62,7 +63,7 @@ try {
 } catch (err) {
   const failure = err as { code?: string; syscall?: string; path?: string; message?: string };
   const text = JSON.stringify({ code: failure.code ?? 'EIO', syscall: failure.syscall ?? 'write', path: failure.path ?? config.leafPath, message: failure.message ?? String(err) });
-  new Uint8Array(config.failure).set(new TextEncoder().encode(text.slice(0, 1000)));
+  new Uint8Array(config.failure).set(utf8Encoder.encode(text.slice(0, 1000)));
   Atomics.store(control, Control.Failed, 1);
   Atomics.notify(control, Control.Durable);
 }

@@ -7,6 +7,7 @@ import { join } from 'node:path';
 import { Worker } from 'node:worker_threads';
 import { invariant } from '../errors.js';
 import { packageRoot } from '../native.js';
+import { utf8Decoder } from '../util/utf8.js';
 import type { FlankGeometry } from '../tree/flank.js';
 import { Control, type DurableLeaf, type LeafWriter, workerFailure } from './leaf-writer.js';
 
@@ -109,7 +110,7 @@ export class WorkerLeafWriter implements LeafWriter {
 
   private throwIfFailed(): void {
     if (Atomics.load(this.control, Control.Failed) === 0) return;
-    const text = new TextDecoder().decode(this.failureText).replace(/\0+$/, '');
+    const text = utf8Decoder.decode(this.failureText).replace(/\0+$/, '');
     throw workerFailure(JSON.parse(text) as { code: string; syscall: string; path: string; message: string });
   }
 }
