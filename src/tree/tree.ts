@@ -109,8 +109,11 @@ export class Tree {
   /** Leaves [0, durableLeaves) are durable on SSD with their translation slot set. */
   private durableLeaves: number;
   private newest: Timestamp | undefined;
-  /** The arrival sequence number the next event gets; 1 for a stream's first (0 = before all). */
-  private nextLsn: number;
+  /**
+   * The arrival sequence number the next event gets; 1 for a stream's first (0 = before all).
+   * Found at the first append or lsn asked for, not at open (newestLsn() reads a few pages).
+   */
+  private lsnCounter: number | undefined;
   /** The lsn of the first flank row written since the last flush (while rows are unflushed). */
   private firstUnflushedLsn = 0;
   /** Started once the leaf file is recovered, at the first hand-off after that. */
@@ -164,7 +167,6 @@ export class Tree {
     // and go to the writer with the first hand-off after recovery: open() does not wait for them.
     this.handedOff = this.durableLeaves;
     this.refreshNewest();
-    this.nextLsn = this.newestLsn() + 1;
     this.settleLateQueue();
     this.nodeStorage.publish(this.state);
   }
@@ -232,7 +234,7 @@ export class Tree {
     if (this.mergePending || this.late.queue.isFull) this.mergeLateEvents();
     this.late.insert((view, offset) => {
       writeRow(view, offset);
-      writeLsn(this.layout, view, offset, this.nextLsn++);
+      writeLsn(this.layout, view, offset, this.takeLsn());
     });
     if (this.lateNewest !== undefined) this.lateNewest = maxTimestamp(this.lateNewest, ts);
   }
@@ -373,10 +375,12 @@ export class Tree {
    * writer cannot be trusted (a failed fdatasync is never retried), while everything
    * acknowledged is safe in PMem, where the next open finds it. Queries keep working.
    */
+  /** Refuses writes after an I/O failure; finds the next lsn before a write moves any row (nextLsn). */
   private checkWritable(): void {
     if (this.failure !== undefined) {
       throw new MisuseError('READ_ONLY', `the stream is read-only after an I/O failure of its leaf file (${this.failure.message}); everything acknowledged is kept - reopen the store once the cause (e.g. a full disk) is fixed`);
     }
+    this.lsnCounter ??= this.newestLsn() + 1;
   }
 
   private closeLeafOrFail(): void {
@@ -447,9 +451,29 @@ export class Tree {
 
   /** Gives `n` rows just written to the open leaf at `offset` the next lsns (before openCount counts them). */
   private stampFlankRows(offset: number, n: number): void {
-    if (this.openCount === this.durableRows) this.firstUnflushedLsn = this.nextLsn;
+    let lsn = this.nextLsn;
+    if (this.openCount === this.durableRows) this.firstUnflushedLsn = lsn;
     const rowBytes = this.layout.rowBytes;
-    for (let r = 0; r < n; r++) writeLsn(this.layout, this.rows, offset + r * rowBytes, this.nextLsn++);
+    for (let r = 0; r < n; r++) writeLsn(this.layout, this.rows, offset + r * rowBytes, lsn++);
+    this.lsnCounter = lsn;
+  }
+
+  /**
+   * Events only ever get added with an lsn taken here, and newestLsn() is the largest lsn of the
+   * events kept - which merges, leaf closes and the leaf-file recovery move but never change - so
+   * finding it after open gives what open would have found, as long as no write is half done:
+   * checkWritable() finds it before a write touches a row (an insert into the open leaf's tail
+   * moves rows that newestLsn() reads).
+   */
+  private get nextLsn(): number {
+    this.lsnCounter ??= this.newestLsn() + 1;
+    return this.lsnCounter;
+  }
+
+  private takeLsn(): number {
+    const lsn = this.nextLsn;
+    this.lsnCounter = lsn + 1;
+    return lsn;
   }
 
   /** The lsn of the newest event appended (0 before the first). */
