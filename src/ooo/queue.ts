@@ -340,7 +340,7 @@ export class OooQueue {
     this.array.ensureCapacity(physicalSlot(this.geometry, slot));
     const row = this.rowOffset(slot);
     writeRow(this.array.view, row);
-    this.array.view.setUint32(row - CHECK_BYTES, this.checkWord(slot, row), true);
+    this.array.view.setUint32(row - CHECK_BYTES, this.checkWord(slot, this.array.bytes.subarray(row, row + this.rowBytes)), true);
     this.used++;
     const ts = this.timestamp(slot);
     if (this.newest === undefined || ts > this.newest) this.newest = ts;
@@ -499,8 +499,14 @@ export class OooQueue {
   private slotsInFile(): number {
     const physical = this.array.capacity;
     const { blockSlots } = this.geometry;
-    let block = Math.floor(physical / blockSlots);
-    while (block > 0 && physicalSlot(this.geometry, block * blockSlots) >= physical) block--;
+    // The last block that starts inside the file: a binary search (level areas put thousands of
+    // physical slots per level between blocks, so stepping down a block at a time costs open()).
+    let block = 0;
+    for (let high = Math.floor(physical / blockSlots); block < high; ) {
+      const mid = (block + high + 1) >>> 1;
+      if (physicalSlot(this.geometry, mid * blockSlots) < physical) block = mid;
+      else high = mid - 1;
+    }
     return block * blockSlots + Math.max(0, Math.min(blockSlots, physical - physicalSlot(this.geometry, block * blockSlots)));
   }
 
@@ -519,12 +525,9 @@ export class OooQueue {
     if (acknowledged > fileSlots) throw new CorruptionError(this.array.region.path, ACKNOWLEDGED_OFFSET, `out-of-order queue: ${acknowledged} acknowledged slots, the file holds ${fileSlots}`);
     // The trusted count is raised only after the slots below it were acknowledged.
     if (this.trusted > acknowledged) throw new CorruptionError(this.array.region.path, TRUSTED_OFFSET, `out-of-order queue: ${this.trusted} trusted slots, but only ${acknowledged} acknowledged`);
-    let slot = this.trusted;
-    for (; slot < acknowledged; slot++) {
-      if (!this.verifies(slot)) throw new CorruptionError(this.array.region.path, this.rowOffset(slot) - CHECK_BYTES, `out-of-order queue slot ${slot} was acknowledged but fails its check word: its late event is damaged - restore the PMem directory, or open with { rebuild: true } (queued late events are lost then)`);
-    }
-    while (slot < fileSlots && this.verifies(slot)) slot++;
-    this.used = this.persisted = slot;
+    const coveredWord = view.getUint32(COVERED_GENERATION_OFFSET, true) === this.generationNumber ? view.getUint32(COVERED_OFFSET, true) : 0;
+    const untrusted = this.scanUntrusted(acknowledged, fileSlots, coveredWord);
+    this.used = this.persisted = untrusted.end;
     // A run is persisted only after its block's slots were acknowledged, and lies in the file.
     const { blockSlots } = this.geometry;
     if (this.sorted * blockSlots > Math.max(acknowledged, this.trusted)) {
@@ -535,24 +538,53 @@ export class OooQueue {
         throw new CorruptionError(this.array.region.path, SORTED_BLOCKS_OFFSET, `out-of-order queue: ${this.sorted} sorted blocks name a run of level ${level} past the end of the file`);
       }
     }
-    const covered = view.getUint32(COVERED_GENERATION_OFFSET, true) === this.generationNumber ? Math.min(view.getUint32(COVERED_OFFSET, true), this.used) : 0;
-    this.newest = covered > 0 ? this.layout.readTimestamp(view, NEWEST_OFFSET) : undefined;
-    for (let s = covered; s < this.used; s++) {
-      const ts = this.timestamp(s);
-      if (this.newest === undefined || ts > this.newest) this.newest = ts;
+    const newestCovered = Math.min(coveredWord, this.used) > 0 ? this.layout.readTimestamp(view, NEWEST_OFFSET) : undefined;
+    this.newest = untrusted.newest === undefined || (newestCovered !== undefined && newestCovered > untrusted.newest) ? newestCovered : untrusted.newest;
+  }
+
+  /**
+   * The valid slots past the trusted count - each below `acknowledged` must pass its check word
+   * (else CorruptionError), the first past it that fails ends the queue - and the newest
+   * timestamp among the valid slots from `newestFrom` on. Read a block at a time through read(2)
+   * (ColdReader): open() does not fault the queue's pages in.
+   */
+  private scanUntrusted(acknowledged: number, fileSlots: number, newestFrom: number): { end: number; newest: Timestamp | undefined } {
+    const cold = this.coldReader();
+    const { slotBytes, blockSlots } = this.geometry;
+    let newest: Timestamp | undefined;
+    for (let first = Math.min(this.trusted, newestFrom); first < fileSlots; ) {
+      const stop = Math.min(fileSlots, (Math.floor(first / blockSlots) + 1) * blockSlots);
+      const words = cold.words(this.rowOffset(first) - CHECK_BYTES, ((stop - first) * slotBytes) >>> 2);
+      const bytes = new Uint8Array(words.buffer, words.byteOffset, words.byteLength);
+      const view = new DataView(words.buffer, words.byteOffset, words.byteLength);
+      for (let slot = first, at = 0; slot < stop; slot++, at += slotBytes) {
+        const row = at + CHECK_BYTES;
+        if (slot >= this.trusted && words[at >>> 2]! >>> 0 !== this.checkWord(slot, bytes.subarray(row, row + this.rowBytes))) {
+          if (slot < acknowledged) {
+            throw new CorruptionError(this.array.region.path, this.rowOffset(slot) - CHECK_BYTES, `out-of-order queue slot ${slot} was acknowledged but fails its check word: its late event is damaged - restore the PMem directory, or open with { rebuild: true } (queued late events are lost then)`);
+          }
+          return { end: slot, newest };
+        }
+        if (slot >= newestFrom) {
+          const ts = this.layout.readTimestamp(view, row);
+          if (newest === undefined || ts > newest) newest = ts;
+        }
+      }
+      first = stop;
     }
+    return { end: fileSlots, newest };
   }
 
   /** Whether slot `slot`'s check word matches its row (verify() asks it of every trusted slot). */
   verifies(slot: number): boolean {
     const row = this.rowOffset(slot);
-    return this.array.view.getUint32(row - CHECK_BYTES, true) === this.checkWord(slot, row);
+    return this.array.view.getUint32(row - CHECK_BYTES, true) === this.checkWord(slot, this.array.bytes.subarray(row, row + this.rowBytes));
   }
 
-  /** The check word of slot `slot`, whose row is at byte `row`. */
-  private checkWord(slot: number, row: number): number {
+  /** The check word of slot `slot` holding `row`. */
+  private checkWord(slot: number, row: Uint8Array): number {
     const seed = (Math.imul(this.generationNumber, 0x9e3779b1) ^ Math.imul(slot + 1, 0x85ebca77)) >>> 0;
-    return crc32(this.array.bytes.subarray(row, row + this.rowBytes), seed);
+    return crc32(row, seed);
   }
 
   private storeState(generation: number, trusted: number): void {
