@@ -255,6 +255,28 @@ describe('deferred leaf-file recovery', () => {
     rebuilt.close();
   });
 
+  it('an append whose leaf close meets the damaged ring page fails before writing anything to PMem', () => {
+    const crash = withRingLeaves[0]!;
+    const media = withDamagedRingPages(crash.media, [crash.onSsd]).restart();
+    const store = Store.openOn(media, RING_OPTIONS, RING_STORE);
+    const stream = store.stream('stock');
+    // The translation array is left out: the recovery the failing close finishes sets the slots
+    // of the leaves it found durable before it meets the damaged page - its own progress.
+    const images = () => [...media.regions].filter(([name]) => !name.endsWith('.translation')).map(([name, region]) => [name, region.liveImage()] as const);
+    let failure: unknown;
+    for (let ts = crash.model.newest! + 1; failure === undefined && ts < crash.model.newest! + 5000; ts++) {
+      const before = images();
+      try {
+        stream.append(eventAt(ts, ts));
+      } catch (err) {
+        failure = err;
+        expect(images(), 'no PMem byte of the tree or the queue changed').toEqual(before);
+      }
+    }
+    expect(failure, 'the ring wrapped onto the damaged page').toBeInstanceOf(CorruptionError);
+    expect(() => store.close()).toThrow(CorruptionError);
+  });
+
   it('a damaged ring page of a leaf the leaf file holds is never read: answers come from SSD', () => {
     for (const crash of withRingLeaves) {
       const inBoth = Array.from({ length: crash.onSsd }, (_, leafId) => leafId).filter((leafId) => leafId >= crash.closed - RING_OPTIONS.ringLeaves + 1);

@@ -627,6 +627,9 @@ export class Tree {
   private commitLeaf(aggregate: Aggregate): void {
     const { flank, leafAggregates } = this.parts;
     const leafId = this.state.openLeafId;
+    // First, before any PMem write: waiting for the ring page can fail (a writer I/O error, a
+    // damaged page the deferred recovery finds), and a failed close then leaves nothing behind.
+    this.makeRoomInRing(leafId + 1);
     leafAggregates.write(leafId, aggregate);
     const next: FlankState = {
       ...this.state,
@@ -636,7 +639,6 @@ export class Tree {
       levels: this.state.levels.map((level) => ({ ...level })),
     };
     this.addEntry(next, 0, aggregate.minTs, leafId);
-    this.makeRoomInRing(leafId + 1);
     flank.openPage(leafId + 1);
     flank.commit(next);
     this.state = next;
