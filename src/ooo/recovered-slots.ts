@@ -3,8 +3,9 @@
 // scan of the whole queue.
 //
 //   slots [0, sorted x B)    in trusted runs (queue.ts, at most log2(blocks) + 1 of them): per
-//                            run, three reads - top fences, one fence page, F kept timestamps -
-//                            find the first timestamp wanted, then a walk in (ts, slot) order
+//                            run, three reads - top fences, one fence page, F kept timestamps;
+//                            one read of all its timestamps for a run of at most 4096 - find the
+//                            first timestamp wanted, then a walk in (ts, slot) order
 //   slots [sorted x B, end)  the tail - the partial last block, and a complete block whose run a
 //                            crash left unwritten - scanned (one read a block)
 // All of it is read through read(2) (pmem/cold-reader.ts), not the queue's fresh mapping.
@@ -44,6 +45,8 @@ interface Int64Halves {
 const TWO_32 = 4294967296;
 /** Entries a walk through a run reads at a time. */
 const WALK_CHUNK = 64;
+/** A run whose timestamps take at most this many bytes is searched in them directly (one read). */
+const WHOLE_RUN_SEARCH_BYTES = 32 * 1024;
 const INT64_MIN: Int64Halves = { hi: -0x80000000, lo: 0 };
 const INT64_MAX: Int64Halves = { hi: 0x7fffffff, lo: 0xffffffff };
 
@@ -182,10 +185,16 @@ export class RecoveredSlots {
   /**
    * The first position of `run` whose timestamp is not below `bound` (or, when `inclusive`, is
    * above it). The top fences narrow it to T entries, the fences among those to F, and the F
-   * timestamps kept with the entries find it: three reads, whatever the run's length. Each step
+   * timestamps kept with the entries find it: at most three reads, whatever the run's length. Each step
    * is one bulk read and a tight loop: this runs cold - interpreted - right after open.
    */
   private firstNotBelow(run: SortedRun, bound: Int64Halves, inclusive: boolean): Found {
+    if (run.length * TIMESTAMP_BYTES <= WHOLE_RUN_SEARCH_BYTES) {
+      // A small run: one read of all its timestamps costs less than three dependent ones.
+      const timestamps = this.cold.words(run.timestampsOffset, run.length * 2);
+      const found = firstTimestampNotBelow(timestamps, bound, inclusive);
+      return { position: found, timestamp: found < run.length ? halvesOf(timestamps, found) : undefined };
+    }
     const tops = Math.ceil(run.length / TOP_FENCE_EVERY);
     const topFences = this.cold.words(run.topFencesOffset, tops * 2);
     const top = firstTimestampNotBelow(topFences, bound, inclusive);
