@@ -24,6 +24,9 @@ export interface QueueRow {
   readonly offset: number;
 }
 
+/** Results of at most this many late rows are copied with read(2) while the queue's mapping is cold. */
+const COLD_COPY_ROWS = 256;
+
 /** The largest merge cursor: every event of its generation is merged. */
 export function completeCursor(generation: number): MergeCursor {
   return { generation, ts: 2n ** 63n - 1n, slot: 0xffffffff };
@@ -192,7 +195,10 @@ export class LateQueue implements LateEvents {
 
   private fix(slots: Int32Array): LateRows {
     const rows = new LateRows(this, slots, this.layout);
-    if (rows.length > 0) this.readers.add(new WeakRef(rows));
+    // While the slots held at open are being indexed the queue's mapping is still cold: a few
+    // rows are copied with read(2), cheaper than a page fault for each (pmem/region.ts readInto).
+    if (this.base !== undefined && slots.length <= COLD_COPY_ROWS) rows.detach((slot, into) => this.queue.readRow(slot, into));
+    else if (rows.length > 0) this.readers.add(new WeakRef(rows));
     return rows;
   }
 }
@@ -256,16 +262,18 @@ export class LateRows implements LateEvents {
     return new LateCursor(this, this.countBelow(from, false), this.countBelow(to, true), () => {});
   }
 
-  /** Copies every row out of the queue, which is about to be emptied. */
-  detach(): void {
+  /** Copies every row out of the queue: it is about to be emptied, or `readRow` reads around its cold mapping. */
+  detach(readRow: (slot: number, into: Uint8Array) => void = (slot, into) => this.copyFromQueue(slot, into)): void {
     if (this.copy !== undefined) return;
     const rowBytes = this.layout.rowBytes;
     const bytes = new Uint8Array(this.slots.length * rowBytes);
-    for (let i = 0; i < this.slots.length; i++) {
-      const row = this.owner.row(this.slots[i]!);
-      bytes.set(new Uint8Array(row.view.buffer, row.view.byteOffset + row.offset, rowBytes), i * rowBytes);
-    }
+    for (let i = 0; i < this.slots.length; i++) readRow(this.slots[i]!, bytes.subarray(i * rowBytes, (i + 1) * rowBytes));
     this.copy = new DataView(bytes.buffer);
+  }
+
+  private copyFromQueue(slot: number, into: Uint8Array): void {
+    const row = this.owner.row(slot);
+    into.set(new Uint8Array(row.view.buffer, row.view.byteOffset + row.offset, into.length));
   }
 
   /** The reader is done: the queue need not copy these rows any more. */

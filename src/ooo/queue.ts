@@ -250,6 +250,11 @@ export class OooQueue {
     return this.array.view;
   }
 
+  /** Copies slot `slot`'s row into `into` through read(2), without faulting its page in (reads right after open). */
+  readRow(slot: number, into: Uint8Array): void {
+    this.array.region.readInto(this.rowOffset(slot), into.subarray(0, this.rowBytes));
+  }
+
   /** A reader of the file's words that does not fault its pages in (for reads right after open). */
   coldReader(): ColdReader {
     return new ColdReader(this.array.region);

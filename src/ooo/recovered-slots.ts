@@ -89,8 +89,8 @@ export class RecoveredSlots {
     this.cold = queue.coldReader();
   }
 
-  /** Calls `visit` for each live slot with from <= ts <= to: each run's in order, then the tail's. */
-  forEachBetween(from: Timestamp, to: Timestamp, visit: (slot: number) => void): void {
+  /** Calls `visit` for each live slot with from <= ts <= to (and its timestamp's halves): each run's in order, then the tail's. */
+  forEachBetween(from: Timestamp, to: Timestamp, visit: SlotVisitor): void {
     if (from > to) return;
     const low = halves(from);
     const high = halves(to);
@@ -104,7 +104,7 @@ export class RecoveredSlots {
   }
 
   /** Calls `visit` for the slots of `run` from position `first` on, in its order, while their timestamps are <= high. */
-  private walk(run: SortedRun, first: number, high: Int64Halves, visit: (slot: number) => void): void {
+  private walk(run: SortedRun, first: number, high: Int64Halves, visit: SlotVisitor): void {
     for (let i = first; i < run.length; ) {
       const n = Math.min(WALK_CHUNK, run.length - i);
       // Copied: the next read reuses the scratch buffer.
@@ -114,16 +114,26 @@ export class RecoveredSlots {
         if (compareHalves(halvesOf(timestamps, k), high) > 0) return;
         if (offsets[k]! >>> 0 >= run.length) this.queue.runSlot(run, i); // throws the CorruptionError
         const slot = run.firstSlot + (offsets[k]! >>> 0);
-        if (slot < this.end) visit(slot);
+        if (slot < this.end) visit(slot, timestamps[2 * k + 1]!, timestamps[2 * k]!);
       }
     }
   }
 
-  /** The live slots with from <= ts <= to, in (timestamp, slot) order. */
+  /**
+   * The live slots with from <= ts <= to, in (timestamp, slot) order: sorted by the timestamps
+   * the search read, not through the queue's mapping (whose pages a fresh process faults in). The
+   * search finds equal timestamps in slot order (runs in slot order, each by (ts, slot), then the
+   * tail), which the stable sort keeps.
+   */
   between(from: Timestamp, to: Timestamp): Int32Array {
     const found: number[] = [];
-    this.forEachBetween(from, to, (slot) => found.push(slot));
-    return sortByTime(Int32Array.from(found), this.queue.view, (slot) => this.queue.rowOffset(slot));
+    const timestamps: number[] = [];
+    this.forEachBetween(from, to, (slot, hi, lo) => {
+      found.push(slot);
+      timestamps.push(lo, hi);
+    });
+    const raw = new DataView(Int32Array.from(timestamps).buffer);
+    return sortByTime(Int32Array.from(found, (_, i) => i), raw, (i) => i * TIMESTAMP_BYTES).map((i) => found[i]!);
   }
 
   /** The live slot with the largest (ts, slot) among those with ts <= `ts`, or -1. */
@@ -233,7 +243,7 @@ export class RecoveredSlots {
   }
 
   /** Calls `visit` for each live tail slot with from <= ts <= to, in slot order. */
-  private scanTail(from: Timestamp, to: Timestamp, visit: (slot: number) => void): void {
+  private scanTail(from: Timestamp, to: Timestamp, visit: SlotVisitor): void {
     const { queue, cursor } = this;
     const low = halves(from);
     const high = halves(to);
@@ -247,10 +257,10 @@ export class RecoveredSlots {
         const hi = words[w + 1]!;
         const lo = words[w]! >>> 0;
         if (hi < low.hi || (hi === low.hi && lo < low.lo) || hi > high.hi || (hi === high.hi && lo > high.lo)) continue;
-        if (cursor === undefined || !belowCursor(queue.view.getBigInt64(queue.rowOffset(slot), true), slot, cursor)) found.push(slot);
+        if (cursor === undefined || !belowCursor(queue.view.getBigInt64(queue.rowOffset(slot), true), slot, cursor)) found.push(slot, hi, lo);
       }
       // Visited once the scratch buffer is no longer read: `visit` may read through it.
-      for (const slot of found) visit(slot);
+      for (let f = 0; f < found.length; f += 3) visit(found[f]!, found[f + 1]!, found[f + 2]!);
       first = stop;
     }
   }
@@ -265,6 +275,9 @@ function lowerBound(low: number, high: number, below: (i: number) => boolean): n
   }
   return low;
 }
+
+/** Called with a slot and its timestamp as int64 halves (hi signed, lo unsigned or its int32 bits). */
+type SlotVisitor = (slot: number, hi: number, lo: number) => void;
 
 /** Where a search of a run ended, and the timestamp of the entry there if the search read it. */
 interface Found {
