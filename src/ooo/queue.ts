@@ -63,7 +63,7 @@ import { FileKind, storedGeometryWord, verifyFileHeader } from '../pmem/file-hea
 import { FlatArray, SLOTS_OFFSET, STATE_BLOCK_OFFSET } from '../pmem/flat-array.js';
 import { ColdReader } from '../pmem/cold-reader.js';
 import type { PmemRegion } from '../pmem/region.js';
-import type { RowLayout, Timestamp } from '../tree/row-layout.js';
+import { type RowLayout, type Timestamp, maxTimestamp } from '../tree/row-layout.js';
 import { sortByTime } from './time-index.js';
 
 export const CHECK_BYTES = 4;
@@ -345,7 +345,7 @@ export class OooQueue {
     this.array.ensureCapacity(physicalSlot(this.geometry, slot));
     const row = this.rowOffset(slot);
     writeRow(this.array.view, row);
-    this.array.view.setUint32(row - CHECK_BYTES, this.checkWord(slot, this.array.bytes.subarray(row, row + this.rowBytes)), true);
+    this.array.view.setUint32(row - CHECK_BYTES, this.checkWord(slot, this.mappedRow(row)), true);
     this.used++;
     const ts = this.timestamp(slot);
     if (this.newest === undefined || ts > this.newest) this.newest = ts;
@@ -544,7 +544,7 @@ export class OooQueue {
       }
     }
     const newestCovered = Math.min(coveredWord, this.used) > 0 ? this.layout.readTimestamp(view, NEWEST_OFFSET) : undefined;
-    this.newest = untrusted.newest === undefined || (newestCovered !== undefined && newestCovered > untrusted.newest) ? newestCovered : untrusted.newest;
+    this.newest = maxTimestamp(newestCovered, untrusted.newest);
   }
 
   /**
@@ -570,10 +570,7 @@ export class OooQueue {
           }
           return { end: slot, newest };
         }
-        if (slot >= newestFrom) {
-          const ts = this.layout.readTimestamp(view, row);
-          if (newest === undefined || ts > newest) newest = ts;
-        }
+        if (slot >= newestFrom) newest = maxTimestamp(newest, this.layout.readTimestamp(view, row));
       }
       first = stop;
     }
@@ -583,7 +580,12 @@ export class OooQueue {
   /** Whether slot `slot`'s check word matches its row (verify() asks it of every trusted slot). */
   verifies(slot: number): boolean {
     const row = this.rowOffset(slot);
-    return this.array.view.getUint32(row - CHECK_BYTES, true) === this.checkWord(slot, this.array.bytes.subarray(row, row + this.rowBytes));
+    return this.array.view.getUint32(row - CHECK_BYTES, true) === this.checkWord(slot, this.mappedRow(row));
+  }
+
+  /** The row at byte `row` of the mapping. */
+  private mappedRow(row: number): Uint8Array {
+    return this.array.bytes.subarray(row, row + this.rowBytes);
   }
 
   /** The check word of slot `slot` holding `row`. */

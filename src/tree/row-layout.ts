@@ -8,6 +8,13 @@ import { type Schema, VALUE_READERS } from '../schema.js';
 /** An int64 timestamp: a safe-integer number, or a bigint for streams created with timestamp 'bigint'. */
 export type Timestamp = number | bigint;
 
+/** The later of two timestamps, either possibly absent. */
+export function maxTimestamp(a: Timestamp | undefined, b: Timestamp | undefined): Timestamp | undefined {
+  if (a === undefined) return b;
+  if (b === undefined) return a;
+  return a >= b ? a : b;
+}
+
 export interface NumericAttribute {
   readonly name: string;
   /** Byte offset in the row, and the column type for bulk reads (undefined for i64/u64). */

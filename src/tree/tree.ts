@@ -33,7 +33,7 @@ import { countRowsBelow } from '../query/leaf-search.js';
 import type { IndexNodeArray } from './index-node-array.js';
 import { NodeStorage, type NodeStorageKind, type NodeView } from './node-storage.js';
 import type { NodeFile } from '../ssd/node-file.js';
-import { type RowLayout, type Timestamp, readLsn, writeLsn } from './row-layout.js';
+import { type RowLayout, type Timestamp, maxTimestamp, readLsn, writeLsn } from './row-layout.js';
 import type { TranslationArray } from './translation-array.js';
 
 export interface TreeOptions {
@@ -374,13 +374,13 @@ export class Tree {
    * After a failed write or fdatasync of the leaf file the tree takes no more appends: the leaf
    * writer cannot be trusted (a failed fdatasync is never retried), while everything
    * acknowledged is safe in PMem, where the next open finds it. Queries keep working.
+   * Also finds the next lsn before a write moves any row (see nextLsn).
    */
-  /** Refuses writes after an I/O failure; finds the next lsn before a write moves any row (nextLsn). */
   private checkWritable(): void {
     if (this.failure !== undefined) {
       throw new MisuseError('READ_ONLY', `the stream is read-only after an I/O failure of its leaf file (${this.failure.message}); everything acknowledged is kept - reopen the store once the cause (e.g. a full disk) is fixed`);
     }
-    this.lsnCounter ??= this.newestLsn() + 1;
+    this.nextLsn();
   }
 
   private closeLeafOrFail(): void {
@@ -451,7 +451,7 @@ export class Tree {
 
   /** Gives `n` rows just written to the open leaf at `offset` the next lsns (before openCount counts them). */
   private stampFlankRows(offset: number, n: number): void {
-    let lsn = this.nextLsn;
+    let lsn = this.nextLsn();
     if (this.openCount === this.durableRows) this.firstUnflushedLsn = lsn;
     const rowBytes = this.layout.rowBytes;
     for (let r = 0; r < n; r++) writeLsn(this.layout, this.rows, offset + r * rowBytes, lsn++);
@@ -465,20 +465,20 @@ export class Tree {
    * checkWritable() finds it before a write touches a row (an insert into the open leaf's tail
    * moves rows that newestLsn() reads).
    */
-  private get nextLsn(): number {
+  private nextLsn(): number {
     this.lsnCounter ??= this.newestLsn() + 1;
     return this.lsnCounter;
   }
 
   private takeLsn(): number {
-    const lsn = this.nextLsn;
+    const lsn = this.nextLsn();
     this.lsnCounter = lsn + 1;
     return lsn;
   }
 
   /** The lsn of the newest event appended (0 before the first). */
   get newestLsnHandedOut(): number {
-    return this.nextLsn - 1;
+    return this.nextLsn() - 1;
   }
 
   /**
@@ -486,7 +486,7 @@ export class Tree {
    * not (queued late events are persisted before their append returns).
    */
   get durableLsn(): number {
-    return this.openCount > this.durableRows ? this.firstUnflushedLsn - 1 : this.nextLsn - 1;
+    return this.openCount > this.durableRows ? this.firstUnflushedLsn - 1 : this.nextLsn() - 1;
   }
 
   /**
@@ -828,10 +828,4 @@ export class Tree {
     return this.writer;
   }
 
-}
-
-function maxTimestamp(a: Timestamp | undefined, b: Timestamp | undefined): Timestamp | undefined {
-  if (a === undefined) return b;
-  if (b === undefined) return a;
-  return a >= b ? a : b;
 }
