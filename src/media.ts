@@ -5,7 +5,7 @@
 
 import { closeSync, existsSync, fsyncSync, mkdirSync, openSync, readFileSync, renameSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { MisuseError, toIoError } from './errors.js';
+import { IoError, MisuseError, toIoError } from './errors.js';
 import { NativeRegion, lockFile } from './pmem/native-region.js';
 import type { DurabilityClass, PmemRegion } from './pmem/region.js';
 import { SimulatedRegion } from './pmem/simulated-region.js';
@@ -56,23 +56,20 @@ export function readFileIfExists(path: string): Uint8Array | undefined {
  */
 export class DiskMedia implements Media {
   private readonly volatileRegions = new Map<string, VolatileRegion>();
+  /** Directories are made when the first file is created in them, not at construction: opening an existing store makes none. */
+  private pmemDirMade = false;
 
   constructor(
     readonly dir: string,
     readonly pmemDir: string,
     private readonly options: { readonly volatileRegions?: boolean } = {},
-  ) {
-    for (const path of [dir, pmemDir]) {
-      try {
-        mkdirSync(path, { recursive: true });
-      } catch (err) {
-        toIoError(err, 'mkdir', path);
-      }
-    }
-  }
+  ) {}
 
   openRegion(name: string, size: number, create: boolean): PmemRegion {
-    if (this.options.volatileRegions !== true) return NativeRegion.open(join(this.pmemDir, name), { size, create });
+    if (this.options.volatileRegions !== true) {
+      if (create) this.makePmemDir();
+      return NativeRegion.open(join(this.pmemDir, name), { size, create });
+    }
     const region = create ? new VolatileRegion(name, size) : this.volatileRegions.get(name)?.reopen();
     if (region === undefined) throw new MisuseError('NOT_FOUND', `volatile region ${name} does not exist`);
     this.volatileRegions.set(name, region);
@@ -131,7 +128,7 @@ export class DiskMedia implements Media {
   }
 
   lock(): { release(): void } {
-    return lockFile(join(this.dir, 'LOCK'));
+    return lockStoreDirectory(this.dir);
   }
 
   pathsForWorker(region: string, file: string): { regionPath: string; filePath: string } | undefined {
@@ -140,6 +137,7 @@ export class DiskMedia implements Media {
 
   durability(): DurabilityClass {
     if (this.options.volatileRegions === true) return 'volatile';
+    this.makePmemDir();
     const probe = NativeRegion.open(join(this.pmemDir, '.durability-probe'), { size: 4096, create: true });
     try {
       return probe.durability;
@@ -147,6 +145,31 @@ export class DiskMedia implements Media {
       probe.close();
       rmSync(join(this.pmemDir, '.durability-probe'), { force: true });
     }
+  }
+
+  private makePmemDir(): void {
+    if (!this.pmemDirMade) makeDirectory(this.pmemDir);
+    this.pmemDirMade = true;
+  }
+}
+
+/** Takes the lock of the store in `dir`; its LOCK file is the first file a new store creates, so the directory is made when missing. */
+export function lockStoreDirectory(dir: string): { release(): void } {
+  const path = join(dir, 'LOCK');
+  try {
+    return lockFile(path);
+  } catch (err) {
+    if (!(err instanceof IoError && err.code === 'ENOENT')) throw err;
+  }
+  makeDirectory(dir);
+  return lockFile(path);
+}
+
+function makeDirectory(path: string): void {
+  try {
+    mkdirSync(path, { recursive: true });
+  } catch (err) {
+    toIoError(err, 'mkdir', path);
   }
 }
 

@@ -10,7 +10,7 @@ import { ConsumerSlots } from './consumer/consumer-slots.js';
 import { CorruptionError, MisuseError, invariant } from './errors.js';
 import { EventCodec } from './event-codec.js';
 import { MANIFEST_NAME, type Manifest, type StreamEntry, decodeManifest, encodeManifest } from './manifest.js';
-import { DiskMedia, type Media, readFileIfExists } from './media.js';
+import { DiskMedia, type Media, lockStoreDirectory, readFileIfExists } from './media.js';
 import type { DurabilityClass, PmemRegion } from './pmem/region.js';
 import { type AttributeType, type Schema, deserializeSchema, parseSchema, serializeSchema } from './schema.js';
 import { type BaseSlots, type IndexBuilder, InlineIndexBuilder, WorkerIndexBuilder, sortBase } from './ooo/index-builder.js';
@@ -91,13 +91,21 @@ const REGION_SUFFIXES = ['flank', 'nodes', 'leaf-aggregates', 'node-aggregates',
 /** Opens (creating if needed) the store in `dir`. */
 export function open(dir: string, options: OpenOptions = {}): Store {
   const absolute = resolve(dir);
-  const manifestPath = join(absolute, MANIFEST_NAME);
-  const bytes = readFileIfExists(manifestPath);
-  const existing = bytes === undefined ? undefined : decodeManifest(bytes, manifestPath);
-  const storeId = existing?.storeId ?? new Uint8Array(randomBytes(16));
-  const pmemRoot = resolve(options.pmemDir ?? existing?.pmemDir ?? join(absolute, 'pmem'));
-  const media = new DiskMedia(absolute, join(pmemRoot, `chronotier-${Buffer.from(storeId).toString('hex')}`));
-  return Store.openOn(media, options, { storeId, pmemDir: pmemRoot });
+  const resolved = resolveOptions(options);
+  // The lock comes first, so that the MANIFEST read next is the one the store opens with.
+  const lock = lockStoreDirectory(absolute);
+  try {
+    const manifestPath = join(absolute, MANIFEST_NAME);
+    const bytes = readFileIfExists(manifestPath);
+    const existing = bytes === undefined ? undefined : decodeManifest(bytes, manifestPath);
+    const storeId = existing?.storeId ?? new Uint8Array(randomBytes(16));
+    const pmemRoot = resolve(options.pmemDir ?? existing?.pmemDir ?? join(absolute, 'pmem'));
+    const media = new DiskMedia(absolute, join(pmemRoot, `chronotier-${Buffer.from(storeId).toString('hex')}`));
+    return Store.openLocked(media, resolved, lock, existing ?? { storeId, pmemDir: pmemRoot, streams: [] }, existing === undefined);
+  } catch (err) {
+    lock.release();
+    throw err;
+  }
 }
 
 export class Store {
@@ -123,12 +131,26 @@ export class Store {
   static openOn(media: Media, options: OpenOptions, fresh: { storeId: Uint8Array; pmemDir: string }): Store {
     const resolved = resolveOptions(options);
     const lock = media.lock();
-    let store: Store | undefined;
+    let manifest: Manifest | undefined;
     try {
       const bytes = media.readSmall(MANIFEST_NAME);
-      const manifest = bytes === undefined ? { storeId: fresh.storeId, pmemDir: fresh.pmemDir, streams: [] } : decodeManifest(bytes, MANIFEST_NAME);
-      if (bytes === undefined) media.writeSmallAtomically(MANIFEST_NAME, encodeManifest(manifest));
-      store = new Store(media, manifest, resolved, lock);
+      manifest = bytes === undefined ? undefined : decodeManifest(bytes, MANIFEST_NAME);
+    } catch (err) {
+      lock.release();
+      throw err;
+    }
+    return Store.openLocked(media, resolved, lock, manifest ?? { ...fresh, streams: [] }, manifest === undefined);
+  }
+
+  /**
+   * Opens the store under `lock`, its MANIFEST read under it (or to be written, when `create`);
+   * releases the lock if the open fails.
+   */
+  static openLocked(media: Media, options: ResolvedOptions, lock: { release(): void }, manifest: Manifest, create: boolean): Store {
+    let store: Store | undefined;
+    try {
+      if (create) media.writeSmallAtomically(MANIFEST_NAME, encodeManifest(manifest));
+      store = new Store(media, manifest, options, lock);
       for (const entry of manifest.streams) store.openStream(entry);
       return store;
     } catch (err) {
