@@ -131,12 +131,14 @@ export class ConsumerSlots {
   }
 
   private recover(): void {
-    const view = this.array.view;
-    const used = view.getUint32(USED_OFFSET, true);
-    if (view.getUint32(USED_OFFSET + 4, true) !== usedCheck(used) || used > MAX_CONSUMERS) {
+    const used = this.array.head.getUint32(USED_OFFSET, true);
+    if (this.array.head.getUint32(USED_OFFSET + 4, true) !== usedCheck(used) || used > MAX_CONSUMERS) {
       throw new CorruptionError(this.array.region.path, USED_OFFSET, 'the count of consumer slots in use is damaged; consumer positions cannot be trusted - restore the PMem directory');
     }
     this.used = used;
+    // A stream without consumers does not map the file at open.
+    if (used === 0) return;
+    const view = this.array.view;
     for (let slot = 0; slot < used; slot++) {
       const at = this.array.slotOffset(slot);
       const state = view.getUint32(at + STATE_OFFSET, true);

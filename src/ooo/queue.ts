@@ -59,7 +59,7 @@
 
 import { crc32 } from 'node:zlib';
 import { CorruptionError, invariant } from '../errors.js';
-import { FileKind, storedGeometryWord, verifyFileHeader } from '../pmem/file-header.js';
+import { FileKind, readHead, storedGeometryWord, verifyFileHeader } from '../pmem/file-header.js';
 import { FlatArray, SLOTS_OFFSET, STATE_BLOCK_OFFSET } from '../pmem/flat-array.js';
 import { ColdReader } from '../pmem/cold-reader.js';
 import type { PmemRegion } from '../pmem/region.js';
@@ -183,7 +183,7 @@ export class OooQueue {
     readonly capacity: number,
   ) {
     this.rowBytes = layout.rowBytes;
-    const view = array.view;
+    const view = array.head;
     this.generationNumber = view.getUint32(GENERATION_OFFSET, true);
     this.trusted = view.getUint32(TRUSTED_OFFSET, true);
     this.sorted = view.getUint32(RUNS_GENERATION_OFFSET, true) === this.generationNumber ? view.getUint32(SORTED_BLOCKS_OFFSET, true) : 0;
@@ -202,8 +202,9 @@ export class OooQueue {
 
   /** Opens the queue and finds its valid slots (work bounded by TRUST_EVERY past the trusted count). */
   static open(region: PmemRegion, layout: RowLayout, storeId: Uint8Array, streamId: number, capacityBytes: number): OooQueue {
-    const geometry = geometryFor(layout.rowBytes, blockSlotsOf(region));
-    const array = openArray(region, layout, geometry, storeId, streamId);
+    const head = readHead(region, SLOTS_OFFSET);
+    const geometry = geometryFor(layout.rowBytes, blockSlotsOf(head));
+    const array = openArray(region, head, layout, geometry, storeId, streamId);
     const queue = new OooQueue(array, layout, geometry, Math.max(1, Math.floor(capacityBytes / array.slotBytes)));
     queue.recover();
     return queue;
@@ -520,7 +521,7 @@ export class OooQueue {
     if (this.generationNumber === 0 || this.trusted > fileSlots) {
       throw new CorruptionError(this.array.region.path, GENERATION_OFFSET, `out-of-order queue state: generation ${this.generationNumber}, ${this.trusted} trusted slots of ${fileSlots}`);
     }
-    const view = this.array.view;
+    const view = this.array.head;
     const acknowledgedGeneration = view.getUint32(ACKNOWLEDGED_GENERATION_OFFSET, true);
     // Emptying the queue advances the generation by one; the acknowledged word follows at the next insert.
     if (acknowledgedGeneration !== this.generationNumber && acknowledgedGeneration !== this.generationNumber - 1) {
@@ -608,18 +609,18 @@ export class OooQueue {
  * The block size a queue file was created with, read from its header before the header is
  * verified against it: a damaged value makes that verification fail.
  */
-function blockSlotsOf(region: PmemRegion): number {
-  const blockSlots = storedGeometryWord(region, 2);
+function blockSlotsOf(head: Uint8Array): number {
+  const blockSlots = storedGeometryWord(head, 2);
   const isPowerOfTwo = blockSlots >= MIN_BLOCK_SLOTS && blockSlots <= MAX_BLOCK_SLOTS && (blockSlots & (blockSlots - 1)) === 0;
   return isPowerOfTwo ? blockSlots : MIN_BLOCK_SLOTS;
 }
 
 /** The array, or a CorruptionError - one that names the older layout of a queue written by one. */
-function openArray(region: PmemRegion, layout: RowLayout, geometry: QueueGeometry, storeId: Uint8Array, streamId: number): FlatArray {
+function openArray(region: PmemRegion, head: Uint8Array, layout: RowLayout, geometry: QueueGeometry, storeId: Uint8Array, streamId: number): FlatArray {
   try {
-    return FlatArray.open(region, identity(layout, geometry, storeId, streamId));
+    return FlatArray.open(region, identity(layout, geometry, storeId, streamId), head);
   } catch (err) {
-    const older = err instanceof CorruptionError ? olderLayout(region, layout, storeId, streamId) : undefined;
+    const older = err instanceof CorruptionError ? olderLayout(region, head, layout, storeId, streamId) : undefined;
     if (older !== undefined) {
       throw new CorruptionError(region.path, 0, `out-of-order queue file of an older format (${older}): open the store with the chronotier version that wrote it and merge its late events (stream.mergeLateEvents()) before upgrading, or open with { rebuild: true } to rebuild the stream from SSD (its queued late events are lost then)`);
     }
@@ -628,9 +629,9 @@ function openArray(region: PmemRegion, layout: RowLayout, geometry: QueueGeometr
 }
 
 /** Which older queue layout the file's header names, if it names one. */
-function olderLayout(region: PmemRegion, layout: RowLayout, storeId: Uint8Array, streamId: number): string | undefined {
+function olderLayout(region: PmemRegion, head: Uint8Array, layout: RowLayout, storeId: Uint8Array, streamId: number): string | undefined {
   const slotBytes = queueSlotBytes(layout.rowBytes);
-  const blockSlots = storedGeometryWord(region, 2);
+  const blockSlots = storedGeometryWord(head, 2);
   const olderGeometries: [string, number[]][] = [
     ['without sorted runs, geometry [slotBytes, rowBytes]', [slotBytes, layout.rowBytes]],
     ['one sorted run per block, geometry [slotBytes, rowBytes, B, runSlots]', [slotBytes, layout.rowBytes, blockSlots, Math.ceil((blockSlots * 2) / slotBytes)]],
@@ -638,7 +639,7 @@ function olderLayout(region: PmemRegion, layout: RowLayout, storeId: Uint8Array,
   ];
   return olderGeometries.find(([, geometry]) => {
     try {
-      verifyFileHeader(region, { kind: FileKind.OooQueue, storeId, streamId, geometry });
+      verifyFileHeader(region, { kind: FileKind.OooQueue, storeId, streamId, geometry }, head);
       return true;
     } catch {
       return false;

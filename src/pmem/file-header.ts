@@ -68,14 +68,24 @@ export function writeFileHeader(region: PmemRegion, identity: FileIdentity): voi
   region.persist(0, FILE_HEADER_BYTES);
 }
 
-/** Reads the header and checks it against what the caller expects; throws CorruptionError otherwise. */
-export function verifyFileHeader(region: PmemRegion, expected: FileIdentity): void {
+/**
+ * The first `length` bytes of the file (fewer if it is shorter), copied with one read: open
+ * verifies headers and reads state from such a copy instead of faulting in mapped pages.
+ */
+export function readHead(region: PmemRegion, length = FILE_HEADER_BYTES): Uint8Array {
+  const head = new Uint8Array(Math.min(length, region.size));
+  region.readInto(0, head);
+  return head;
+}
+
+/** Checks the header (in `head`, the file's first bytes) against what the caller expects; throws CorruptionError otherwise. */
+export function verifyFileHeader(region: PmemRegion, expected: FileIdentity, head = readHead(region)): void {
   const fail = (offset: number, reason: string): never => {
     throw new CorruptionError(region.path, offset, `${reason}; this is not the ${FileKind[expected.kind]} file of this store`);
   };
-  if (region.size < FILE_HEADER_BYTES) fail(0, `file is ${region.size} bytes, shorter than its header`);
-  const bytes = new Uint8Array(region.buffer, 0, FILE_HEADER_BYTES);
-  const view = new DataView(region.buffer, 0, FILE_HEADER_BYTES);
+  if (head.length < FILE_HEADER_BYTES) fail(0, `file is ${region.size} bytes, shorter than its header`);
+  const bytes = head.subarray(0, FILE_HEADER_BYTES);
+  const view = new DataView(head.buffer, head.byteOffset, FILE_HEADER_BYTES);
   if (view.getUint32(MAGIC_OFFSET, true) !== PMEM_MAGIC) fail(MAGIC_OFFSET, 'bad magic');
   if (view.getUint32(CRC_OFFSET, true) !== crc32(bytes.subarray(0, CRC_OFFSET))) fail(CRC_OFFSET, 'header checksum mismatch');
   const version = view.getUint16(VERSION_OFFSET, true);
@@ -94,13 +104,14 @@ export function verifyFileHeader(region: PmemRegion, expected: FileIdentity): vo
 }
 
 /**
- * Geometry word `index` as the header stores it, unverified (0 if the file is too short): for a
- * file whose expected geometry depends on a word chosen at creation. verifyFileHeader() must
- * still run, with a geometry built from it - a damaged word then fails that check.
+ * Geometry word `index` as the header in `head` stores it, unverified (0 if the file is too
+ * short): for a file whose expected geometry depends on a word chosen at creation.
+ * verifyFileHeader() must still run, with a geometry built from it - a damaged word then fails
+ * that check.
  */
-export function storedGeometryWord(region: PmemRegion, index: number): number {
-  if (region.size < FILE_HEADER_BYTES || index >= MAX_GEOMETRY_WORDS) return 0;
-  return new DataView(region.buffer, 0, FILE_HEADER_BYTES).getUint32(GEOMETRY_OFFSET + 4 * index, true);
+export function storedGeometryWord(head: Uint8Array, index: number): number {
+  if (head.length < FILE_HEADER_BYTES || index >= MAX_GEOMETRY_WORDS) return 0;
+  return new DataView(head.buffer, head.byteOffset, FILE_HEADER_BYTES).getUint32(GEOMETRY_OFFSET + 4 * index, true);
 }
 
 function equalBytes(a: Uint8Array, b: Uint8Array): boolean {

@@ -6,12 +6,13 @@
 //   [256, 512)          state block: a few words of per-file mutable state, owned by the user
 //   [512 + i*slotBytes)  slot i, for i < capacity; slotBytes is a multiple of 8 (one atomic word)
 // The file grows by doubling; growing remaps the region, so views are re-taken afterwards and
-// never cached by callers across ensureCapacity().
+// never cached by callers across ensureCapacity(). Open reads the header and the state block
+// with one read (`head`) and takes views of the mapping only when the slots are first used.
 // Persistence rule: the array persists nothing by itself; each user states which slot bytes it
 // persists and when (see the users' opening comments).
 
 import { CorruptionError, invariant } from '../errors.js';
-import { FILE_HEADER_BYTES, type FileIdentity, verifyFileHeader, writeFileHeader } from './file-header.js';
+import { FILE_HEADER_BYTES, type FileIdentity, readHead, verifyFileHeader, writeFileHeader } from './file-header.js';
 import { ATOMIC_WORD_BYTES, type PmemRegion } from './region.js';
 
 export const STATE_BLOCK_OFFSET = FILE_HEADER_BYTES;
@@ -22,17 +23,20 @@ export const SLOTS_OFFSET = STATE_BLOCK_OFFSET + STATE_BLOCK_BYTES;
 export type RegionOpener = (size: number, create: boolean) => PmemRegion;
 
 export class FlatArray {
-  private dataView: DataView;
-  private byteView: Uint8Array;
+  private dataView: DataView | undefined;
+  private byteView: Uint8Array | undefined;
   private slots: number;
 
   private constructor(
     readonly region: PmemRegion,
     readonly slotBytes: number,
+    /**
+     * The file's header and state block as they were at open (a copy), at their file offsets:
+     * users read their open-time state from it, without touching the mapping.
+     */
+    readonly head: DataView,
   ) {
     invariant(slotBytes > 0 && slotBytes % ATOMIC_WORD_BYTES === 0, `slot size ${slotBytes} is not a multiple of 8`);
-    this.dataView = new DataView(region.buffer);
-    this.byteView = new Uint8Array(region.buffer);
     this.slots = this.slotsIn(region.size);
   }
 
@@ -42,15 +46,15 @@ export class FlatArray {
     const needed = SLOTS_OFFSET + initialSlots * slotBytes;
     if (region.size < needed) region.grow(needed);
     writeFileHeader(region, identity);
-    return new FlatArray(region, slotBytes);
+    return new FlatArray(region, slotBytes, new DataView(new Uint8Array(region.buffer, 0, SLOTS_OFFSET).slice().buffer));
   }
 
   /** Opens an existing file; throws CorruptionError if it is not the file `identity` describes. */
-  static open(region: PmemRegion, identity: FileIdentity): FlatArray {
-    verifyFileHeader(region, identity);
+  static open(region: PmemRegion, identity: FileIdentity, head = readHead(region, SLOTS_OFFSET)): FlatArray {
+    verifyFileHeader(region, identity, head);
     // Users read their state block right away: a file cut inside it is damage, not a short read.
     if (region.size < SLOTS_OFFSET) throw new CorruptionError(region.path, region.size, `file is ${region.size} bytes, shorter than its header and state block (${SLOTS_OFFSET})`);
-    return new FlatArray(region, identity.geometry[0] ?? 0);
+    return new FlatArray(region, identity.geometry[0] ?? 0, new DataView(head.buffer, head.byteOffset, head.byteLength));
   }
 
   get capacity(): number {
@@ -59,10 +63,12 @@ export class FlatArray {
 
   /** The current view over the whole file. Invalidated by ensureCapacity(). */
   get view(): DataView {
+    this.dataView ??= new DataView(this.region.buffer);
     return this.dataView;
   }
 
   get bytes(): Uint8Array {
+    this.byteView ??= new Uint8Array(this.region.buffer);
     return this.byteView;
   }
 
@@ -85,8 +91,8 @@ export class FlatArray {
     let size = this.region.size;
     while (this.slotsIn(size) <= index) size = SLOTS_OFFSET + 2 * (size - SLOTS_OFFSET);
     this.region.grow(size);
-    this.dataView = new DataView(this.region.buffer);
-    this.byteView = new Uint8Array(this.region.buffer);
+    this.dataView = undefined;
+    this.byteView = undefined;
     this.slots = this.slotsIn(this.region.size);
   }
 

@@ -2,12 +2,16 @@
 // with PMEM_IS_PMEM_FORCE=1, the emulation PMDK documents) persist() writes cache lines back with
 // CPU instructions; on any other file system it is an msync of the covering pages.
 //
+// An existing file is opened with open(2) and mapped at the first use of its buffer: open reads
+// headers and state with readInto(), and a mapping plus the first touch of each of its pages
+// cost ~20 µs each on the VMs measured here, against ~5 µs for a read.
+//
 // Persistence rule: see region.ts. Growing remaps the file larger and detaches the old buffer,
 // so a stale DataView throws instead of touching unmapped memory.
 
-import { closeSync, openSync, readFileSync, readSync, realpathSync, statfsSync } from 'node:fs';
+import { closeSync, fstatSync, openSync, readFileSync, readSync, realpathSync, statfsSync } from 'node:fs';
 import { dirname } from 'node:path';
-import { IoError, MisuseError } from '../errors.js';
+import { CorruptionError, IoError, MisuseError, toIoError } from '../errors.js';
 import { type NativeBinding, type NativeVariant, loadNative } from '../native.js';
 import { checkRange } from './range.js';
 import type { DurabilityClass, PmemRegion } from './region.js';
@@ -15,45 +19,81 @@ import type { DurabilityClass, PmemRegion } from './region.js';
 const TMPFS_MAGIC = 0x01021994;
 
 export class NativeRegion implements PmemRegion {
-  private current: ArrayBuffer | undefined;
-  private readonly isPmem: boolean;
+  private mapping: { buffer: ArrayBuffer; isPmem: boolean } | undefined;
+  private closed = false;
   /** Found at the first persist or flush, not at open: statfs of every region would delay open. */
   private durabilityClass: DurabilityClass | undefined;
-  /** A read-only descriptor for readInto(), opened at its first call. */
-  private readFd: number | undefined;
 
   private constructor(
     readonly path: string,
     private readonly native: NativeBinding,
-    mapping: { buffer: ArrayBuffer; isPmem: boolean },
-  ) {
-    this.current = mapping.buffer;
-    this.isPmem = mapping.isPmem;
-  }
+    /** A descriptor for readInto(), opened with the region: it also proves the file exists and is writable. */
+    private readonly fd: number,
+    private fileBytes: number,
+  ) {}
 
   get durability(): DurabilityClass {
-    this.durabilityClass ??= durabilityOf(this.path, this.isPmem);
+    this.durabilityClass ??= durabilityOf(this.path, this.mapped().isPmem);
     return this.durabilityClass;
   }
 
   /** Cache-line flushes make the data durable here; otherwise msync does. */
   private get cpuFlush(): boolean {
-    return this.isPmem && this.durability !== 'msync';
+    return this.mapped().isPmem && this.durability !== 'msync';
   }
 
-  /** Maps `path`; `create` makes it (or extends it to `size`), else it must exist (IoError ENOENT). */
+  /** Opens `path`; `create` makes it (or extends it to `size`) and maps it, else it must exist (IoError ENOENT) and is mapped when first used. */
   static open(path: string, options: { size?: number; create: boolean; variant?: NativeVariant }): NativeRegion {
     const native = loadNative(options.variant);
-    return new NativeRegion(path, native, native.map(path, options.create ? (options.size ?? 0) : 0, options.create));
+    let fd: number;
+    try {
+      fd = openSync(path, 'r+');
+    } catch (err) {
+      if (!options.create || (err as NodeJS.ErrnoException).code !== 'ENOENT') toIoError(err, 'open', path);
+      return NativeRegion.created(path, native, options.size ?? 0);
+    }
+    const region = new NativeRegion(path, native, fd, fstatSync(fd).size);
+    if (options.create) region.grow(Math.max(options.size ?? 0, region.fileBytes));
+    return region;
+  }
+
+  private static created(path: string, native: NativeBinding, size: number): NativeRegion {
+    const mapping = native.map(path, size, true);
+    let fd: number;
+    try {
+      fd = openSync(path, 'r+');
+    } catch (err) {
+      native.unmap(mapping.buffer);
+      return toIoError(err, 'open', path);
+    }
+    const region = new NativeRegion(path, native, fd, mapping.buffer.byteLength);
+    region.mapping = mapping;
+    return region;
   }
 
   get size(): number {
-    return this.buffer.byteLength;
+    if (this.closed) throw this.closedError();
+    return this.fileBytes;
   }
 
   get buffer(): ArrayBuffer {
-    if (this.current === undefined) throw new MisuseError('REGION_CLOSED', `${this.path}: region is closed`);
-    return this.current;
+    return this.mapped().buffer;
+  }
+
+  private mapped(): { buffer: ArrayBuffer; isPmem: boolean } {
+    if (this.mapping !== undefined) return this.mapping;
+    if (this.closed) throw this.closedError();
+    const mapping = this.native.map(this.path, 0, false);
+    if (mapping.buffer.byteLength !== this.fileBytes) {
+      this.native.unmap(mapping.buffer);
+      throw new CorruptionError(this.path, 0, `file changed size from ${this.fileBytes} to ${mapping.buffer.byteLength} bytes while the store held it open`);
+    }
+    this.mapping = mapping;
+    return mapping;
+  }
+
+  private closedError(): MisuseError {
+    return new MisuseError('REGION_CLOSED', `${this.path}: region is closed`);
   }
 
   persist(offset: number, length: number): void {
@@ -70,17 +110,17 @@ export class NativeRegion implements PmemRegion {
     else this.native.msync(buffer, offset, length);
   }
 
+  /** Nothing to wait for while unmapped: every flush maps the region first. */
   drain(): void {
-    this.buffer;
-    if (this.cpuFlush) this.native.drain();
+    if (this.closed) throw this.closedError();
+    if (this.mapping !== undefined && this.cpuFlush) this.native.drain();
   }
 
   readInto(offset: number, into: Uint8Array): void {
-    checkRange(offset, into.length, this.buffer.byteLength, this.path);
+    checkRange(offset, into.length, this.size, this.path);
     try {
-      this.readFd ??= openSync(this.path, 'r');
       for (let done = 0; done < into.length; ) {
-        const read = readSync(this.readFd, into, done, into.length - done, offset + done);
+        const read = readSync(this.fd, into, done, into.length - done, offset + done);
         if (read === 0) throw new IoError('EIO', 'read', this.path, `${this.path}: read at ${offset + done} found the end of the mapped file`);
         done += read;
       }
@@ -90,22 +130,23 @@ export class NativeRegion implements PmemRegion {
   }
 
   grow(newSize: number): void {
-    const old = this.buffer;
-    if (!Number.isSafeInteger(newSize) || newSize < old.byteLength) {
-      throw new MisuseError('INVALID_ARGUMENT', `${this.path}: cannot grow from ${old.byteLength} to ${newSize} bytes`);
+    const oldSize = this.size;
+    if (!Number.isSafeInteger(newSize) || newSize < oldSize) {
+      throw new MisuseError('INVALID_ARGUMENT', `${this.path}: cannot grow from ${oldSize} to ${newSize} bytes`);
     }
-    if (newSize === old.byteLength) return;
+    if (newSize === oldSize && this.mapping !== undefined) return;
     const grown = this.native.map(this.path, newSize, true);
-    this.native.unmap(old);
-    this.current = grown.buffer;
+    if (this.mapping !== undefined) this.native.unmap(this.mapping.buffer);
+    this.mapping = grown;
+    this.fileBytes = grown.buffer.byteLength;
   }
 
   close(): void {
-    if (this.current === undefined) return;
-    this.native.unmap(this.current);
-    this.current = undefined;
-    if (this.readFd !== undefined) closeSync(this.readFd);
-    this.readFd = undefined;
+    if (this.closed) return;
+    this.closed = true;
+    if (this.mapping !== undefined) this.native.unmap(this.mapping.buffer);
+    this.mapping = undefined;
+    closeSync(this.fd);
   }
 }
 

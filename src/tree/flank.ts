@@ -47,7 +47,7 @@
 
 import { crc32 } from 'node:zlib';
 import { CorruptionError, invariant } from '../errors.js';
-import { FileKind, type FileIdentity, verifyFileHeader, writeFileHeader } from '../pmem/file-header.js';
+import { FileKind, type FileIdentity, readHead, verifyFileHeader, writeFileHeader } from '../pmem/file-header.js';
 import type { PmemRegion } from '../pmem/region.js';
 
 const ROOT_RECORD_OFFSET = 256;
@@ -128,6 +128,8 @@ export interface FlankGeometry {
 export class Flank {
   private view: DataView;
   private words: Uint32Array;
+  /** The header and both root records as open read them: readState() parses them until the first commit. */
+  private headAtOpen: DataView | undefined;
 
   private constructor(
     readonly region: PmemRegion,
@@ -153,11 +155,14 @@ export class Flank {
   }
 
   static open(region: PmemRegion, geometry: FlankGeometry, storeId: Uint8Array, streamId: number): Flank {
-    verifyFileHeader(region, identity(geometry, storeId, streamId));
+    const head = readHead(region, PAGES_OFFSET);
+    verifyFileHeader(region, identity(geometry, storeId, streamId), head);
     if (region.size < Flank.fileBytes(geometry)) {
       throw new CorruptionError(region.path, region.size, `flank file is shorter than its ${geometry.ringPages} pages`);
     }
-    return new Flank(region, geometry);
+    const flank = new Flank(region, geometry);
+    flank.headAtOpen = new DataView(head.buffer, head.byteOffset, head.byteLength);
+    return flank;
   }
 
   /** Rows a page holds. */
@@ -190,6 +195,7 @@ export class Flank {
   commit(state: FlankState): void {
     invariant(state.levels.length <= MAX_LEVELS, () => `tree height ${state.levels.length} exceeds ${MAX_LEVELS}`);
     const at = ROOT_RECORD_OFFSET + (state.seq % 2) * ROOT_RECORD_BYTES;
+    this.headAtOpen = undefined;
     const bytes = new Uint8Array(this.region.buffer, at, ROOT_RECORD_BYTES);
     bytes.fill(0);
     const view = this.view;
@@ -289,8 +295,8 @@ export class Flank {
 
   private readRecord(copy: number): FlankState | undefined {
     const at = ROOT_RECORD_OFFSET + copy * ROOT_RECORD_BYTES;
-    const bytes = new Uint8Array(this.region.buffer, at, ROOT_RECORD_BYTES);
-    const view = this.view;
+    const view = this.headAtOpen ?? this.view;
+    const bytes = new Uint8Array(view.buffer, view.byteOffset + at, ROOT_RECORD_BYTES);
     if (view.getUint32(at + RECORD_CRC_OFFSET, true) !== crc32(bytes.subarray(0, RECORD_CRC_OFFSET))) return undefined;
     const seq = view.getFloat64(at + SEQ_OFFSET, true);
     const height = view.getUint32(at + HEIGHT_OFFSET, true);

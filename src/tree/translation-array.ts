@@ -31,7 +31,7 @@ export class TranslationArray {
   private durable: number;
 
   private constructor(private readonly array: FlatArray) {
-    this.durable = array.view.getUint32(DURABLE_COUNT_OFFSET, true);
+    this.durable = array.head.getUint32(DURABLE_COUNT_OFFSET, true);
   }
 
   static create(region: PmemRegion, storeId: Uint8Array, streamId: number): TranslationArray {

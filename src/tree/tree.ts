@@ -128,8 +128,11 @@ export class Tree {
   private failure: IoError | undefined;
   /** Late events not yet merged into the tree. */
   readonly late: LateQueue;
-  /** The newest timestamp in closed leaves (late events at or after it may join the open leaf). */
-  private closedNewest: Timestamp | undefined;
+  /**
+   * The newest timestamp in closed leaves (late events at or after it may join the open leaf),
+   * once asked for: open does not read the index node and aggregate it lies in.
+   */
+  private closedNewestFound: { readonly ts: Timestamp | undefined } | undefined;
   /** The newest timestamp in the queue, if it may exceed the tree's (only after a crash lost flank rows). */
   private lateNewest: Timestamp | undefined;
   /** A merge a crash interrupted, finished before the next late event is queued (or on demand). */
@@ -549,9 +552,18 @@ export class Tree {
     else if (this.late.queue.length > 0 && this.late.size === 0) this.late.reset();
   }
 
+  private get closedNewest(): Timestamp | undefined {
+    this.closedNewestFound ??= { ts: this.newestClosed() };
+    return this.closedNewestFound.ts;
+  }
+
+  private set closedNewest(ts: Timestamp | undefined) {
+    this.closedNewestFound = { ts };
+  }
+
   /** newest, closedNewest and lateNewest from the committed tree, the open leaf and the queue. */
   private refreshNewest(): void {
-    this.closedNewest = this.newestClosed();
+    this.closedNewestFound = undefined;
     const open = this.openCount > 0 ? this.layout.readTimestamp(this.rows, this.parts.flank.rowsOffset(this.state.openLeafId) + (this.openCount - 1) * this.layout.rowBytes) : undefined;
     const treeNewest = open ?? this.closedNewest;
     const lateNewest = this.late.queue.newestTimestamp;
