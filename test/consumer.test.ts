@@ -1,4 +1,5 @@
-import { mkdtempSync, rmSync } from 'node:fs';
+import { mkdtempSync, readFileSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
+import { crc32 } from 'node:zlib';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
@@ -108,7 +109,51 @@ describe('consumers', () => {
     expect(stream.consumer('x'.repeat(31)).committed).toBe(0);
     store.close();
   });
+
+  it('hand out lsns after the largest kept when the root record predates the closed leaves\' newest lsn', () => {
+    const { store, dir, pmemDir } = freshStore(1);
+    const stream = store.createStream('stock', STOCK);
+    // Leaves of ~290 rows: a few thousand events close leaves and an index node. The newest lsns
+    // are late events, merged into closed leaves: neither the open leaf nor the queue holds them.
+    for (let seq = 0; seq < 3_000; seq++) stream.append(event(seq % 10 === 9 ? seq - 500 : seq, seq));
+    stream.mergeLateEvents();
+    store.close();
+    const flankPath = (() => {
+      const [storeDir] = readdirSync(pmemDir);
+      return join(pmemDir, storeDir!, 'stream-0.flank');
+    })();
+    expect(rootRecordsKeepClosedLsn(flankPath)).toEqual([true, true]);
+    writeRootRecordsOfOlderFormat(flankPath);
+    expect(rootRecordsKeepClosedLsn(flankPath)).toEqual([false, false]);
+
+    const reopened = open(dir, { pmemDir, flushEvery: 1 });
+    const again = reopened.stream('stock');
+    again.append(event(10_000, 3_000));
+    const lsns = drain(again.consumer('all', { from: 'earliest' })).map((e) => e.lsn);
+    expect(lsns.sort((a, b) => a - b)).toEqual(Array.from({ length: 3_001 }, (_, i) => i + 1));
+    // The next leaf close records the lsn again.
+    for (let seq = 3_001; seq < 3_400; seq++) again.append(event(10_000 + seq, seq));
+    reopened.close();
+    expect(rootRecordsKeepClosedLsn(flankPath).some((kept) => kept)).toBe(true);
+  });
 });
+
+/** Root records start at byte 256 of the flank file, 256 bytes each (docs/FORMAT.md); flags at +20, closed lsn at +152, CRC at +252. */
+function rootRecordsKeepClosedLsn(flankPath: string): boolean[] {
+  const bytes = readFileSync(flankPath);
+  return [256, 512].map((at) => (bytes.readUInt32LE(at + 20) & 2) !== 0);
+}
+
+/** Rewrites both root records as chronotier wrote them before they kept the closed leaves' newest lsn. */
+function writeRootRecordsOfOlderFormat(flankPath: string): void {
+  const bytes = readFileSync(flankPath);
+  for (const at of [256, 512]) {
+    bytes.writeUInt32LE(bytes.readUInt32LE(at + 20) & ~2, at + 20);
+    bytes.writeDoubleLE(0, at + 152);
+    bytes.writeUInt32LE(crc32(bytes.subarray(at, at + 252)), at + 252);
+  }
+  writeFileSync(flankPath, bytes);
+}
 
 // Power failures at random write-backs while events (in order and late) are appended, flushed,
 // merged, and consumed with commits. After each: the consumer resumes at a commit that was

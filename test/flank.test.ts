@@ -21,6 +21,8 @@ function state(seq: number): FlankState {
     levels: Array.from({ length: seq % 5 }, (_, i) => ({ nodeId: seq + i, count: i * 7 })),
     mergeCursor: { generation: seq, ts: BigInt(seq) * -12345678901n, slot: seq * 5 },
     supersededLeaves: seq * 4,
+    // Records of older stores do not keep it: undefined must survive a round trip as undefined.
+    closedNewestLsn: seq % 4 === 2 ? undefined : seq * 977,
     rebuilding: seq % 3 === 1,
   };
 }
@@ -28,7 +30,7 @@ function state(seq: number): FlankState {
 describe('Flank', () => {
   it('starts with an empty leaf 0 and commits a root record that reopens', () => {
     const { region, flank } = fresh();
-    expect(flank.readState()).toEqual({ seq: 0, openLeafId: 0, nextIndexNodeId: 0, closedEvents: 0, levels: [], mergeCursor: NO_MERGE_CURSOR, supersededLeaves: 0, rebuilding: false });
+    expect(flank.readState()).toEqual({ seq: 0, openLeafId: 0, nextIndexNodeId: 0, closedEvents: 0, levels: [], mergeCursor: NO_MERGE_CURSOR, supersededLeaves: 0, closedNewestLsn: 0, rebuilding: false });
     expect(flank.pageLeafId(0)).toBe(0);
     expect(flank.pageCount(0)).toBe(0);
     flank.commit(state(1));

@@ -12,13 +12,16 @@
 //   8   u32  open leaf id (its page is openLeafId mod ringPages)
 //   12  u32  height: number of index levels with an open node
 //   16  u32  next index-node id
-//   20  u32  flags: bit 0 = a rebuild from SSD is adopting the leaf file (ordinary opens refuse)
+//   20  u32  flags: bit 0 = a rebuild from SSD is adopting the leaf file (ordinary opens refuse);
+//            bit 1 = the closed leaves' newest lsn (offset 152) is kept (records written before
+//            it was introduced lack it: the tree then finds it from the open nodes' aggregates)
 //   24  f64  events in closed leaves
 //   32  12 x { u32 open index-node id, u32 its committed entry count }, level 1 first
 //   128 u32  merge cursor: out-of-order queue generation it refers to (0 = none)
 //   132 u32  merge cursor: slot      } queue events of that generation whose (ts, slot) is below
 //   136 i64  merge cursor: timestamp } the cursor are in the tree (docs/DURABILITY.md)
 //   144 f64  leaves superseded by out-of-order merges
+//   152 f64  the largest lsn in closed leaves (0: none), valid when flags bit 1 is set
 //   252 u32  CRC-32 of [0, 252)
 // Leaf page (nodeSize bytes):
 //   0   u32  event count   (a 4-byte aligned store: a crash leaves it old or new, never torn)
@@ -62,12 +65,14 @@ const NEXT_NODE_OFFSET = HEIGHT_OFFSET + 4;
 const FLAGS_OFFSET = NEXT_NODE_OFFSET + 4;
 const CLOSED_EVENTS_OFFSET = NEXT_NODE_OFFSET + 8;
 const REBUILDING_FLAG = 1;
+const CLOSED_LSN_FLAG = 2;
 const LEVELS_OFFSET = CLOSED_EVENTS_OFFSET + 8;
 const LEVEL_BYTES = 8;
 const CURSOR_GENERATION_OFFSET = LEVELS_OFFSET + MAX_LEVELS * LEVEL_BYTES;
 const CURSOR_SLOT_OFFSET = CURSOR_GENERATION_OFFSET + 4;
 const CURSOR_TS_OFFSET = CURSOR_SLOT_OFFSET + 4;
 const SUPERSEDED_OFFSET = CURSOR_TS_OFFSET + 8;
+const CLOSED_LSN_OFFSET = SUPERSEDED_OFFSET + 8;
 const RECORD_CRC_OFFSET = ROOT_RECORD_BYTES - 4;
 
 export const PAGE_HEADER_BYTES = 64;
@@ -112,6 +117,12 @@ export interface FlankState {
   mergeCursor: MergeCursor;
   supersededLeaves: number;
   /**
+   * The largest lsn in closed leaves (0: none), so that the first append after open finds the
+   * next lsn without reading the open nodes' children; undefined when the record was written
+   * before this field existed (the next leaf close records it).
+   */
+  closedNewestLsn: number | undefined;
+  /**
    * Set in the first commit of a flank created to rebuild the stream from SSD, cleared by the
    * commit that adopts the leaf file: until then the empty tree must not be taken for the truth
    * (recovery would cut the leaf file to match it).
@@ -150,7 +161,7 @@ export class Flank {
     writeFileHeader(region, identity(geometry, storeId, streamId));
     const flank = new Flank(region, geometry);
     flank.openPage(0);
-    flank.commit({ seq: 0, openLeafId: 0, nextIndexNodeId: 0, closedEvents: 0, levels: [], mergeCursor: NO_MERGE_CURSOR, supersededLeaves: 0, rebuilding });
+    flank.commit({ seq: 0, openLeafId: 0, nextIndexNodeId: 0, closedEvents: 0, levels: [], mergeCursor: NO_MERGE_CURSOR, supersededLeaves: 0, closedNewestLsn: 0, rebuilding });
     return flank;
   }
 
@@ -203,7 +214,7 @@ export class Flank {
     view.setUint32(at + OPEN_LEAF_OFFSET, state.openLeafId, true);
     view.setUint32(at + HEIGHT_OFFSET, state.levels.length, true);
     view.setUint32(at + NEXT_NODE_OFFSET, state.nextIndexNodeId, true);
-    view.setUint32(at + FLAGS_OFFSET, state.rebuilding ? REBUILDING_FLAG : 0, true);
+    view.setUint32(at + FLAGS_OFFSET, (state.rebuilding ? REBUILDING_FLAG : 0) | (state.closedNewestLsn !== undefined ? CLOSED_LSN_FLAG : 0), true);
     view.setFloat64(at + CLOSED_EVENTS_OFFSET, state.closedEvents, true);
     state.levels.forEach((level, i) => {
       view.setUint32(at + LEVELS_OFFSET + i * LEVEL_BYTES, level.nodeId, true);
@@ -213,6 +224,7 @@ export class Flank {
     view.setUint32(at + CURSOR_SLOT_OFFSET, state.mergeCursor.slot, true);
     view.setBigInt64(at + CURSOR_TS_OFFSET, state.mergeCursor.ts, true);
     view.setFloat64(at + SUPERSEDED_OFFSET, state.supersededLeaves, true);
+    view.setFloat64(at + CLOSED_LSN_OFFSET, state.closedNewestLsn ?? 0, true);
     view.setUint32(at + RECORD_CRC_OFFSET, crc32(bytes.subarray(0, RECORD_CRC_OFFSET)), true);
     this.region.persist(at, ROOT_RECORD_BYTES);
   }
@@ -316,6 +328,7 @@ export class Flank {
         ts: view.getBigInt64(at + CURSOR_TS_OFFSET, true),
       },
       supersededLeaves: view.getFloat64(at + SUPERSEDED_OFFSET, true),
+      closedNewestLsn: (view.getUint32(at + FLAGS_OFFSET, true) & CLOSED_LSN_FLAG) !== 0 ? view.getFloat64(at + CLOSED_LSN_OFFSET, true) : undefined,
       rebuilding: (view.getUint32(at + FLAGS_OFFSET, true) & REBUILDING_FLAG) !== 0,
     };
   }

@@ -10,7 +10,7 @@
 
 import { invariant } from '../errors.js';
 import type { LeafRowsView, TreeParts } from './tree.js';
-import { Aggregate, type AggregateArray } from './aggregate-array.js';
+import { Aggregate, type AggregateArray, newestLsnOf } from './aggregate-array.js';
 import type { FlankState, OpenIndexNode } from './flank.js';
 import type { Timestamp } from './row-layout.js';
 import { countRowsBelow } from '../query/leaf-search.js';
@@ -175,6 +175,8 @@ export class MergeStep {
     aggregate.addRows(layout, new DataView(flank.buffer), at, 0, count);
     leafAggregates.write(leafId, aggregate);
     this.next.closedEvents += count - merger.takeRowsConsumed();
+    // A record that does not know it yet learns it at the next leaf close (Tree.commitLeaf).
+    if (this.next.closedNewestLsn !== undefined) this.next.closedNewestLsn = Math.max(this.next.closedNewestLsn, newestLsnOf(layout, aggregate));
     return { key: aggregate.minTs, child: leafId };
   }
 

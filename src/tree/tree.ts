@@ -24,7 +24,7 @@ import { LateQueue, type StartIndexBuilder, completeCursor } from '../ooo/late-q
 import type { OooQueue } from '../ooo/queue.js';
 import type { LeafSink, RecoveredLeaf } from '../ssd/leaf-file.js';
 import type { LeafWriter, RingPage } from '../ssd/leaf-writer.js';
-import { Aggregate, type AggregateArray } from './aggregate-array.js';
+import { Aggregate, type AggregateArray, newestLsnOf } from './aggregate-array.js';
 import type { Flank, FlankState } from './flank.js';
 import { MergeStep } from './merge.js';
 import { LeafFileRecovery } from './leaf-file-recovery.js';
@@ -493,25 +493,45 @@ export class Tree {
   }
 
   /**
-   * The largest lsn of any event kept, 0 if none: bounded work at open - the children of the
-   * open index nodes (their aggregates keep max lsn), the open leaf's rows, the queue's last slot
-   * (slots are in arrival order). Lsns of events a crash took are handed out again; no reader saw
-   * them, since only durable events are delivered.
+   * The largest lsn of any event kept, 0 if none: the closed leaves' (kept in the root record),
+   * the open leaf's rows, the queue's last slot (slots are in arrival order; read with read(2), so
+   * the first append after open does not fault the queue in). Lsns of events a crash took are
+   * handed out again; no reader saw them, since only durable events are delivered.
    */
   private newestLsn(): number {
+    let newest = this.closedNewestLsn();
+    const at = this.parts.flank.rowsOffset(this.state.openLeafId);
+    for (let r = 0; r < this.openCount; r++) newest = Math.max(newest, readLsn(this.layout, this.rows, at + r * this.layout.rowBytes));
+    const { queue } = this.late;
+    if (queue.length === 0) return newest;
+    const row = new Uint8Array(this.layout.rowBytes);
+    queue.readRow(queue.length - 1, row);
+    return Math.max(newest, readLsn(this.layout, new DataView(row.buffer), 0));
+  }
+
+  /**
+   * The largest lsn in closed leaves: from the root record, or - for a record written before it
+   * kept one - from the aggregates of the open index nodes' children.
+   */
+  private closedNewestLsn(): number {
+    return this.state.closedNewestLsn ?? this.closedNewestLsnOfNodes();
+  }
+
+  /** What the root record keeps as the largest lsn in closed leaves (undefined: a record of an older format). */
+  get keptClosedNewestLsn(): number | undefined {
+    return this.state.closedNewestLsn;
+  }
+
+  /** The largest lsn in closed leaves, from the aggregates of the open index nodes' children (they keep max lsn). */
+  closedNewestLsnOfNodes(): number {
     const lsn = this.layout.attributes;
     let newest = 0;
     for (const source of this.sources()) {
-      if (source.kind === 'index') {
-        const children = this.childAggregates(source.level);
-        for (let i = 0; i < source.count; i++) newest = Math.max(newest, children.attributeBounds(this.parts.nodes.child(source.nodeId, i), lsn)[1]);
-      } else {
-        const at = this.parts.flank.rowsOffset(source.leafId);
-        for (let r = 0; r < source.count; r++) newest = Math.max(newest, readLsn(this.layout, this.rows, at + r * this.layout.rowBytes));
-      }
+      if (source.kind !== 'index') continue;
+      const children = this.childAggregates(source.level);
+      for (let i = 0; i < source.count; i++) newest = Math.max(newest, children.attributeBounds(this.parts.nodes.child(source.nodeId, i), lsn)[1]);
     }
-    const { queue } = this.late;
-    return queue.length === 0 ? newest : Math.max(newest, readLsn(this.layout, queue.view, queue.rowOffset(queue.length - 1)));
+    return newest;
   }
 
   /** Merge steps until the queue is empty, then the queue is emptied; timed for stats(). */
@@ -599,14 +619,16 @@ export class Tree {
     }
     const cut = this.describeCut(end);
     leaves.truncate(end);
+    let closedNewestLsn = 0;
     for (const { leafId, location, rows } of records) {
       const aggregate = new Aggregate(this.layout.numeric.length);
       aggregate.addRows(this.layout, leaves.read(leafId, location, rows), 0, 0, rows);
       leafAggregates.write(leafId, aggregate);
       translation.set(leafId, location);
+      closedNewestLsn = Math.max(closedNewestLsn, newestLsnOf(this.layout, aggregate));
     }
     const live = liveLeafOrder(records);
-    const next: FlankState = { ...this.state, seq: this.state.seq + 1, openLeafId: records.length, supersededLeaves: records.length - live.length, levels: [], rebuilding: false };
+    const next: FlankState = { ...this.state, seq: this.state.seq + 1, openLeafId: records.length, supersededLeaves: records.length - live.length, closedNewestLsn, levels: [], rebuilding: false };
     for (const leafId of live) {
       this.addEntry(next, 0, leafAggregates.minTs(leafId), leafId);
       next.closedEvents += leafAggregates.count(leafId);
@@ -648,6 +670,7 @@ export class Tree {
       seq: this.state.seq + 1,
       openLeafId: leafId + 1,
       closedEvents: this.state.closedEvents + aggregate.count,
+      closedNewestLsn: Math.max(this.closedNewestLsn(), newestLsnOf(this.layout, aggregate)),
       levels: this.state.levels.map((level) => ({ ...level })),
     };
     this.addEntry(next, 0, aggregate.minTs, leafId);

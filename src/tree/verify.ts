@@ -43,6 +43,9 @@ class Verifier {
       else this.indexNode(source.nodeId, source.level, source.count, `open index node ${source.nodeId}`);
     }
     this.check(this.events === this.tree.treeEvents, 'tree', `entries account for ${this.events} events, the tree counts ${this.tree.treeEvents}`);
+    const kept = this.tree.keptClosedNewestLsn;
+    const found = this.tree.closedNewestLsnOfNodes();
+    this.check(kept === undefined || kept === found, 'flank root record', `keeps ${kept} as the closed leaves' newest lsn, their aggregates say ${found}`);
     this.lateQueue();
     return this.violations;
   }
