@@ -18,7 +18,7 @@ import type { LeafCache, CacheStats } from '../cache/leaf-cache.js';
 import { decodeLeaf, encodeLeaf } from '../leaf/codec.js';
 import type { Schema } from '../schema.js';
 import type { Lineage } from '../tree/flank.js';
-import { type FileRecord, RecordKind, encodeRecord, readRecordAt, scanBackward, scanForward } from './record.js';
+import { type FileRecord, RecordKind, encodeRecord, readRecordAt, recordLength, scanBackward, scanForward } from './record.js';
 import type { SsdFile } from './file.js';
 import { ReadWindow } from './read-window.js';
 
@@ -78,7 +78,8 @@ export class LeafFile implements LeafSink {
 
   /** Opens a leaf file, refusing one that belongs to another store or stream. */
   static open(file: SsdFile, storeId: Uint8Array, streamId: number, schema: Schema, cache: LeafCache): LeafFile {
-    const { header, payload } = readRecordAt(file, 0);
+    // Its length is known: one read, not the record header's and then its payload's.
+    const { header, payload } = readRecordAt(file, 0, recordLength(HEADER_PAYLOAD_BYTES));
     const expected = headerPayload(storeId, streamId);
     if (header.kind !== RecordKind.FileHeader || payload.length !== expected.length || !payload.every((b, i) => b === expected[i])) {
       throw new CorruptionError(file.path, 0, 'the leaf file belongs to another store or stream');
