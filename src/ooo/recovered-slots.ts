@@ -98,17 +98,22 @@ export class RecoveredSlots {
       const start = this.firstNotBelow(run, low, false);
       // The search read the first entry's timestamp: a run with nothing in range costs no more reads.
       if (start.timestamp !== undefined && compareHalves(start.timestamp, high) > 0) return;
-      this.walk(run, Math.max(this.firstLive(r), start.position), high, visit);
+      const first = Math.max(this.firstLive(r), start.position);
+      this.walk(run, first, high, visit, first === start.position ? start.following : undefined);
     });
     this.scanTail(from, to, visit);
   }
 
-  /** Calls `visit` for the slots of `run` from position `first` on, in its order, while their timestamps are <= high. */
-  private walk(run: SortedRun, first: number, high: Int64Halves, visit: SlotVisitor): void {
+  /**
+   * Calls `visit` for the slots of `run` from position `first` on, in its order, while their
+   * timestamps are <= high; `known` holds the timestamps from `first` on that the search read.
+   */
+  private walk(run: SortedRun, first: number, high: Int64Halves, visit: SlotVisitor, known: Int32Array | undefined): void {
     for (let i = first; i < run.length; ) {
-      const n = Math.min(WALK_CHUNK, run.length - i);
+      const n = Math.min(WALK_CHUNK, run.length - i, known === undefined ? Infinity : known.length >>> 1);
       // Copied: the next read reuses the scratch buffer.
-      const timestamps = this.cold.words(run.timestampsOffset + i * TIMESTAMP_BYTES, n * 2).slice();
+      const timestamps = known ?? this.cold.words(run.timestampsOffset + i * TIMESTAMP_BYTES, n * 2).slice();
+      known = undefined;
       const offsets = this.cold.words(run.entriesOffset + i * ENTRY_BYTES, n).slice();
       for (let k = 0; k < n; k++, i++) {
         if (compareHalves(halvesOf(timestamps, k), high) > 0) return;
@@ -203,12 +208,12 @@ export class RecoveredSlots {
       // A small run: one read of all its timestamps costs less than three dependent ones.
       const timestamps = this.cold.words(run.timestampsOffset, run.length * 2);
       const found = firstTimestampNotBelow(timestamps, bound, inclusive);
-      return { position: found, timestamp: found < run.length ? halvesOf(timestamps, found) : undefined };
+      return { position: found, timestamp: found < run.length ? halvesOf(timestamps, found) : undefined, following: following(timestamps, found) };
     }
     const tops = Math.ceil(run.length / TOP_FENCE_EVERY);
     const topFences = this.cold.words(run.topFencesOffset, tops * 2);
     const top = firstTimestampNotBelow(topFences, bound, inclusive);
-    if (top === 0) return { position: 0, timestamp: tops > 0 ? halvesOf(topFences, 0) : undefined };
+    if (top === 0) return { position: 0, timestamp: tops > 0 ? halvesOf(topFences, 0) : undefined, following: undefined };
     // The answer p lies in [first, last]: entry (top - 1) x T is below, entry top x T (if any) is
     // not - its timestamp is lastTimestamp.
     let first = (top - 1) * TOP_FENCE_EVERY + 1;
@@ -222,9 +227,11 @@ export class RecoveredSlots {
       if (fence > 0) first = (firstFence + fence - 1) * FENCE_EVERY + 1;
       if (fence < fenceCount) [last, lastTimestamp] = [(firstFence + fence) * FENCE_EVERY, halvesOf(fences, fence)];
     }
-    const timestamps = this.cold.words(run.timestampsOffset + first * TIMESTAMP_BYTES, (last - first) * 2);
-    const found = firstTimestampNotBelow(timestamps, bound, inclusive);
-    return { position: first + found, timestamp: first + found < last ? halvesOf(timestamps, found) : lastTimestamp };
+    // Read past `last` too (at most F more entries): a walk from the answer starts with them.
+    const readEnd = Math.min(run.length, last + FENCE_EVERY);
+    const timestamps = this.cold.words(run.timestampsOffset + first * TIMESTAMP_BYTES, (readEnd - first) * 2);
+    const found = firstTimestampNotBelow(timestamps.subarray(0, (last - first) * 2), bound, inclusive);
+    return { position: first + found, timestamp: first + found < last ? halvesOf(timestamps, found) : lastTimestamp, following: following(timestamps, found) };
   }
 
   /** The first position of run `r` whose slot is not below the merge cursor. */
@@ -283,6 +290,13 @@ type SlotVisitor = (slot: number, hi: number, lo: number) => void;
 interface Found {
   readonly position: number;
   readonly timestamp: Int64Halves | undefined;
+  /** The timestamps the search read from `position` on (a copy; none when it read none there): a walk from `position` starts with them. */
+  readonly following: Int32Array | undefined;
+}
+
+/** A copy of up to WALK_CHUNK timestamps from entry `i` of `words` on, or undefined if there are none. */
+function following(words: Int32Array, i: number): Int32Array | undefined {
+  return 2 * i < words.length ? words.slice(2 * i, 2 * (i + WALK_CHUNK)) : undefined;
 }
 
 /** The timestamp words[2i], words[2i + 1] (lo, hi). */
