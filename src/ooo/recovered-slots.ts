@@ -77,6 +77,13 @@ export class RecoveredSlots {
   private liveCount: number | undefined;
   /** Fences, entries and timestamps are read through it, not the mapping (see ColdReader). */
   private readonly cold: ColdReader;
+  /**
+   * A walk's chunk of timestamps and entries, copied out of the reader's scratch buffer (a visit
+   * may read again); kept, since fresh buffers cost page faults right after open. The search
+   * leaves the timestamps from its answer on in `walkTimestamps` (Found.following of them).
+   */
+  private readonly walkTimestamps = new Int32Array(2 * WALK_CHUNK);
+  private readonly walkOffsets = new Int32Array(WALK_CHUNK);
 
   constructor(
     private readonly queue: OooQueue,
@@ -99,22 +106,23 @@ export class RecoveredSlots {
       // The search read the first entry's timestamp: a run with nothing in range costs no more reads.
       if (start.timestamp !== undefined && compareHalves(start.timestamp, high) > 0) return;
       const first = Math.max(this.firstLive(r), start.position);
-      this.walk(run, first, high, visit, first === start.position ? start.following : undefined);
+      this.walk(run, first, high, visit, first === start.position ? start.following : 0);
     });
     this.scanTail(from, to, visit);
   }
 
   /**
    * Calls `visit` for the slots of `run` from position `first` on, in its order, while their
-   * timestamps are <= high; `known` holds the timestamps from `first` on that the search read.
+   * timestamps are <= high; the first `known` timestamps from `first` on are in walkTimestamps
+   * already (the search read them).
    */
-  private walk(run: SortedRun, first: number, high: Int64Halves, visit: SlotVisitor, known: Int32Array | undefined): void {
-    for (let i = first; i < run.length; ) {
-      const n = Math.min(WALK_CHUNK, run.length - i, known === undefined ? Infinity : known.length >>> 1);
-      // Copied: the next read reuses the scratch buffer.
-      const timestamps = known ?? this.cold.words(run.timestampsOffset + i * TIMESTAMP_BYTES, n * 2).slice();
-      known = undefined;
-      const offsets = this.cold.words(run.entriesOffset + i * ENTRY_BYTES, n).slice();
+  private walk(run: SortedRun, first: number, high: Int64Halves, visit: SlotVisitor, known: number): void {
+    const timestamps = this.walkTimestamps;
+    const offsets = this.walkOffsets;
+    for (let i = first; i < run.length; known = 0) {
+      const n = Math.min(WALK_CHUNK, run.length - i, known > 0 ? known : WALK_CHUNK);
+      if (known === 0) timestamps.set(this.cold.words(run.timestampsOffset + i * TIMESTAMP_BYTES, n * 2));
+      offsets.set(this.cold.words(run.entriesOffset + i * ENTRY_BYTES, n));
       for (let k = 0; k < n; k++, i++) {
         if (compareHalves(halvesOf(timestamps, k), high) > 0) return;
         if (offsets[k]! >>> 0 >= run.length) this.queue.runSlot(run, i); // throws the CorruptionError
@@ -208,12 +216,12 @@ export class RecoveredSlots {
       // A small run: one read of all its timestamps costs less than three dependent ones.
       const timestamps = this.cold.words(run.timestampsOffset, run.length * 2);
       const found = firstTimestampNotBelow(timestamps, bound, inclusive);
-      return { position: found, timestamp: found < run.length ? halvesOf(timestamps, found) : undefined, following: following(timestamps, found) };
+      return { position: found, timestamp: found < run.length ? halvesOf(timestamps, found) : undefined, following: this.keepFollowing(timestamps, found) };
     }
     const tops = Math.ceil(run.length / TOP_FENCE_EVERY);
     const topFences = this.cold.words(run.topFencesOffset, tops * 2);
     const top = firstTimestampNotBelow(topFences, bound, inclusive);
-    if (top === 0) return { position: 0, timestamp: tops > 0 ? halvesOf(topFences, 0) : undefined, following: undefined };
+    if (top === 0) return { position: 0, timestamp: tops > 0 ? halvesOf(topFences, 0) : undefined, following: 0 };
     // The answer p lies in [first, last]: entry (top - 1) x T is below, entry top x T (if any) is
     // not - its timestamp is lastTimestamp.
     let first = (top - 1) * TOP_FENCE_EVERY + 1;
@@ -231,7 +239,14 @@ export class RecoveredSlots {
     const readEnd = Math.min(run.length, last + FENCE_EVERY);
     const timestamps = this.cold.words(run.timestampsOffset + first * TIMESTAMP_BYTES, (readEnd - first) * 2);
     const found = firstTimestampNotBelow(timestamps.subarray(0, (last - first) * 2), bound, inclusive);
-    return { position: first + found, timestamp: first + found < last ? halvesOf(timestamps, found) : lastTimestamp, following: following(timestamps, found) };
+    return { position: first + found, timestamp: first + found < last ? halvesOf(timestamps, found) : lastTimestamp, following: this.keepFollowing(timestamps, found) };
+  }
+
+  /** Copies up to WALK_CHUNK timestamps from entry `i` of `words` on into walkTimestamps; returns how many. */
+  private keepFollowing(words: Int32Array, i: number): number {
+    const count = Math.max(0, Math.min(WALK_CHUNK, (words.length >>> 1) - i));
+    this.walkTimestamps.set(words.subarray(2 * i, 2 * (i + count)));
+    return count;
   }
 
   /** The first position of run `r` whose slot is not below the merge cursor. */
@@ -290,13 +305,8 @@ type SlotVisitor = (slot: number, hi: number, lo: number) => void;
 interface Found {
   readonly position: number;
   readonly timestamp: Int64Halves | undefined;
-  /** The timestamps the search read from `position` on (a copy; none when it read none there): a walk from `position` starts with them. */
-  readonly following: Int32Array | undefined;
-}
-
-/** A copy of up to WALK_CHUNK timestamps from entry `i` of `words` on, or undefined if there are none. */
-function following(words: Int32Array, i: number): Int32Array | undefined {
-  return 2 * i < words.length ? words.slice(2 * i, 2 * (i + WALK_CHUNK)) : undefined;
+  /** How many timestamps from `position` on the search read and left in walkTimestamps: a walk from `position` starts with them. */
+  readonly following: number;
 }
 
 /** The timestamp words[2i], words[2i + 1] (lo, hi). */
