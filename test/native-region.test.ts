@@ -1,5 +1,5 @@
 import { execFileSync, spawn } from 'node:child_process';
-import { mkdtempSync, rmSync, statSync } from 'node:fs';
+import { mkdtempSync, readdirSync, rmSync, statSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
@@ -67,6 +67,23 @@ for (const variant of ['default', 'msync'] as const) {
       region.close();
       expect(() => current.getUint8(0)).toThrow(TypeError);
       expect(() => region.persist(0, 1)).toThrow(MisuseError);
+    });
+
+    it('holds a descriptor only until it is mapped, and reopens one for readInto', () => {
+      const path = join(shm, `fd-${variant}`);
+      NativeRegion.open(path, { size: 8192, create: true, variant }).close();
+      const descriptors = () => readdirSync('/proc/self/fd').length;
+      const before = descriptors();
+      const region = NativeRegion.open(path, { create: false, variant });
+      expect(descriptors()).toBe(before + 1);
+      new Uint8Array(region.buffer)[5] = 9;
+      expect(descriptors()).toBe(before);
+      const into = new Uint8Array(8);
+      region.readInto(0, into);
+      expect(into[5]).toBe(9);
+      expect(descriptors()).toBe(before + 1);
+      region.close();
+      expect(descriptors()).toBe(before);
     });
 
     it('refuses out-of-range persists in TypeScript and in the addon', () => {

@@ -28,8 +28,12 @@ export class NativeRegion implements PmemRegion {
   private constructor(
     readonly path: string,
     private readonly native: NativeBinding,
-    /** A descriptor for readInto(), opened with the region: it also proves the file exists and is writable. */
-    private readonly fd: number,
+    /**
+     * A descriptor for readInto(): opened with the region (which proves the file exists and is
+     * writable), closed once it is mapped - seven per stream would crowd the process's limit -
+     * and reopened by a later readInto().
+     */
+    private fd: number | undefined,
     private fileBytes: number,
   ) {}
 
@@ -60,15 +64,8 @@ export class NativeRegion implements PmemRegion {
 
   private static created(path: string, native: NativeBinding, size: number): NativeRegion {
     const mapping = native.map(path, size, true);
-    let fd: number;
-    try {
-      fd = openSync(path, 'r+');
-    } catch (err) {
-      native.unmap(mapping.buffer);
-      return toIoError(err, 'open', path);
-    }
-    const region = new NativeRegion(path, native, fd, mapping.buffer.byteLength);
-    region.mapping = mapping;
+    const region = new NativeRegion(path, native, undefined, mapping.buffer.byteLength);
+    region.adopt(mapping);
     return region;
   }
 
@@ -89,8 +86,19 @@ export class NativeRegion implements PmemRegion {
       this.native.unmap(mapping.buffer);
       throw new CorruptionError(this.path, 0, `file changed size from ${this.fileBytes} to ${mapping.buffer.byteLength} bytes while the store held it open`);
     }
-    this.mapping = mapping;
+    this.adopt(mapping);
     return mapping;
+  }
+
+  private adopt(mapping: { buffer: ArrayBuffer; isPmem: boolean }): void {
+    this.mapping = mapping;
+    this.fileBytes = mapping.buffer.byteLength;
+    this.closeFd();
+  }
+
+  private closeFd(): void {
+    if (this.fd !== undefined) closeSync(this.fd);
+    this.fd = undefined;
   }
 
   private closedError(): MisuseError {
@@ -121,6 +129,7 @@ export class NativeRegion implements PmemRegion {
     checkRange(offset, into.length, this.size, this.path);
     try {
       for (let done = 0; done < into.length; ) {
+        this.fd ??= openSync(this.path, 'r');
         const read = readSync(this.fd, into, done, into.length - done, offset + done);
         if (read === 0) throw new IoError('EIO', 'read', this.path, `${this.path}: read at ${offset + done} found the end of the mapped file`);
         done += read;
@@ -138,8 +147,7 @@ export class NativeRegion implements PmemRegion {
     if (newSize === oldSize && this.mapping !== undefined) return;
     const grown = this.native.map(this.path, newSize, true);
     if (this.mapping !== undefined) this.native.unmap(this.mapping.buffer);
-    this.mapping = grown;
-    this.fileBytes = grown.buffer.byteLength;
+    this.adopt(grown);
   }
 
   close(): void {
@@ -147,7 +155,7 @@ export class NativeRegion implements PmemRegion {
     this.closed = true;
     if (this.mapping !== undefined) this.native.unmap(this.mapping.buffer);
     this.mapping = undefined;
-    closeSync(this.fd);
+    this.closeFd();
   }
 }
 
