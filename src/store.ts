@@ -94,14 +94,19 @@ export function open(dir: string, options: OpenOptions = {}): Store {
   const resolved = resolveOptions(options);
   // The lock comes first, so that the MANIFEST read next is the one the store opens with.
   const lock = lockStoreDirectory(absolute);
+  const manifestPath = join(absolute, MANIFEST_NAME);
+  const existing = manifestUnder(lock, () => readFileIfExists(manifestPath), manifestPath);
+  const storeId = existing?.storeId ?? new Uint8Array(randomBytes(16));
+  const pmemRoot = resolve(options.pmemDir ?? existing?.pmemDir ?? join(absolute, 'pmem'));
+  const media = new DiskMedia(absolute, join(pmemRoot, `chronotier-${Buffer.from(storeId).toString('hex')}`));
+  return Store.openLocked(media, resolved, lock, existing ?? { storeId, pmemDir: pmemRoot, streams: [] }, existing === undefined);
+}
+
+/** The MANIFEST read under `lock` (undefined: a new store); the lock is released if it cannot be read. */
+function manifestUnder(lock: { release(): void }, read: () => Uint8Array | undefined, name: string): Manifest | undefined {
   try {
-    const manifestPath = join(absolute, MANIFEST_NAME);
-    const bytes = readFileIfExists(manifestPath);
-    const existing = bytes === undefined ? undefined : decodeManifest(bytes, manifestPath);
-    const storeId = existing?.storeId ?? new Uint8Array(randomBytes(16));
-    const pmemRoot = resolve(options.pmemDir ?? existing?.pmemDir ?? join(absolute, 'pmem'));
-    const media = new DiskMedia(absolute, join(pmemRoot, `chronotier-${Buffer.from(storeId).toString('hex')}`));
-    return Store.openLocked(media, resolved, lock, existing ?? { storeId, pmemDir: pmemRoot, streams: [] }, existing === undefined);
+    const bytes = read();
+    return bytes === undefined ? undefined : decodeManifest(bytes, name);
   } catch (err) {
     lock.release();
     throw err;
@@ -131,14 +136,7 @@ export class Store {
   static openOn(media: Media, options: OpenOptions, fresh: { storeId: Uint8Array; pmemDir: string }): Store {
     const resolved = resolveOptions(options);
     const lock = media.lock();
-    let manifest: Manifest | undefined;
-    try {
-      const bytes = media.readSmall(MANIFEST_NAME);
-      manifest = bytes === undefined ? undefined : decodeManifest(bytes, MANIFEST_NAME);
-    } catch (err) {
-      lock.release();
-      throw err;
-    }
+    const manifest = manifestUnder(lock, () => media.readSmall(MANIFEST_NAME), MANIFEST_NAME);
     return Store.openLocked(media, resolved, lock, manifest ?? { ...fresh, streams: [] }, manifest === undefined);
   }
 

@@ -136,7 +136,7 @@ export class ConsumerSlots {
       throw new CorruptionError(this.array.region.path, USED_OFFSET, 'the count of consumer slots in use is damaged; consumer positions cannot be trusted - restore the PMem directory');
     }
     this.used = used;
-    // A stream without consumers does not map the file at open.
+    // A stream without consumers reads none of its slots (their pages are not touched at open).
     if (used === 0) return;
     const view = this.array.view;
     for (let slot = 0; slot < used; slot++) {

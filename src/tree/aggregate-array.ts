@@ -25,12 +25,12 @@ const ATTRIBUTES_OFFSET = MAX_TS_OFFSET + 8;
 const ATTRIBUTE_BYTES = 24;
 const INITIAL_SLOTS = 1024;
 
-/** Aggregates of a set of events, in DRAM. */
 /** The largest lsn among the events `aggregate` sums up (the lsn is the numeric attribute after the schema's). */
 export function newestLsnOf(layout: RowLayout, aggregate: Aggregate): number {
   return aggregate.max[layout.attributes]!;
 }
 
+/** Aggregates of a set of events, in DRAM. */
 export class Aggregate {
   count = 0;
   minTs: Timestamp = 0;
