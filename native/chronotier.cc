@@ -57,7 +57,6 @@ void ThrowRange(Napi::Env env, const char* message) {
   Napi::RangeError::New(env, message).ThrowAsJavaScriptException();
 }
 
-
 // Marks the mapping at `address` unmapped and unmaps it, unless that already happened.
 void ReleaseMapping(void* address, Mapping* only) {
   Mapping* mapping = nullptr;
