@@ -13,6 +13,11 @@ export interface NativeBinding {
   readonly variant: 'libpmem' | 'msync';
   /** Maps `path` (created, or extended to `size`, when `create`; whole file when size is 0). */
   map(path: string, size: number, create: boolean): { buffer: ArrayBuffer; isPmem: boolean };
+  /**
+   * Maps an existing file whole (an empty one is not mapped) and copies its first `headBytes`
+   * bytes with read(2): one call where JS's open, fstat, read and close took four.
+   */
+  openMapped(path: string, headBytes: number): { buffer?: ArrayBuffer; isPmem?: boolean; size: number; head: ArrayBuffer };
   /** Detaches `buffer` and unmaps it. */
   unmap(buffer: ArrayBuffer): void;
   /** Cache-line write-back + fence (libpmem); msync in the msync build. */
@@ -27,7 +32,7 @@ export interface NativeBinding {
 
 export type NativeVariant = 'default' | 'msync';
 
-const FUNCTIONS = ['map', 'unmap', 'persist', 'flush', 'drain', 'msync', 'lock', 'unlock'] as const;
+const FUNCTIONS = ['map', 'openMapped', 'unmap', 'persist', 'flush', 'drain', 'msync', 'lock', 'unlock'] as const;
 const loaded = new Map<NativeVariant, NativeBinding>();
 
 export function loadNative(variant: NativeVariant = process.env.CHRONOTIER_NATIVE === 'msync' ? 'msync' : 'default'): NativeBinding {
@@ -54,24 +59,24 @@ export function packageRoot(): string {
   return dir;
 }
 
-/** System errors from map and lock become IoError; the hot-path calls stay unwrapped. */
+/** System errors from map, openMapped and lock become IoError; the hot-path calls stay unwrapped. */
 function wrapErrors(raw: NativeBinding): NativeBinding {
   return {
     ...raw,
     variant: raw.variant,
-    map: (path, size, create) => {
-      try {
-        return raw.map(path, size, create);
-      } catch (err) {
-        return toIoError(err, (err as { syscall?: string }).syscall ?? 'map', path);
-      }
-    },
-    lock: (path) => {
-      try {
-        return raw.lock(path);
-      } catch (err) {
-        return toIoError(err, 'flock', path);
-      }
-    },
+    map: withIoErrors(raw.map, 'map'),
+    openMapped: withIoErrors(raw.openMapped, 'open'),
+    lock: withIoErrors(raw.lock, 'flock'),
+  };
+}
+
+/** `call` with its system errors thrown as IoError naming the path (its first argument). */
+function withIoErrors<A extends [string, ...unknown[]], R>(call: (...args: A) => R, syscall: string): (...args: A) => R {
+  return (...args) => {
+    try {
+      return call(...args);
+    } catch (err) {
+      return toIoError(err, (err as { syscall?: string }).syscall ?? syscall, args[0]);
+    }
   };
 }

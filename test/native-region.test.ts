@@ -1,9 +1,9 @@
 import { execFileSync, spawn } from 'node:child_process';
-import { mkdtempSync, readdirSync, rmSync, statSync } from 'node:fs';
+import { mkdtempSync, readdirSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
-import { BoundsError, IoError, MisuseError } from '../src/errors.js';
+import { BoundsError, CorruptionError, IoError, MisuseError } from '../src/errors.js';
 import { loadNative } from '../src/native.js';
 import { NativeRegion, lockFile } from '../src/pmem/native-region.js';
 import { ColdReader } from '../src/pmem/cold-reader.js';
@@ -69,21 +69,38 @@ for (const variant of ['default', 'msync'] as const) {
       expect(() => region.persist(0, 1)).toThrow(MisuseError);
     });
 
-    it('holds a descriptor only until it is mapped, and reopens one for readInto', () => {
+    it('opens mapped with a copy of the first page, holds no descriptor until readInto needs one', () => {
       const path = join(shm, `fd-${variant}`);
-      NativeRegion.open(path, { size: 8192, create: true, variant }).close();
+      const created = NativeRegion.open(path, { size: 8192, create: true, variant });
+      new Uint8Array(created.buffer).fill(3, 4090, 4100);
+      created.close();
       const descriptors = () => readdirSync('/proc/self/fd').length;
       const before = descriptors();
       const region = NativeRegion.open(path, { create: false, variant });
-      expect(descriptors()).toBe(before + 1);
-      new Uint8Array(region.buffer)[5] = 9;
       expect(descriptors()).toBe(before);
+      const head = region.takeOpenHead();
+      expect(head?.length).toBe(4096);
+      expect([...head!.subarray(4088)]).toEqual([0, 0, 3, 3, 3, 3, 3, 3]);
+      expect(region.takeOpenHead()).toBeUndefined();
+      new Uint8Array(region.buffer)[5] = 9;
+      expect(head![5]).toBe(0);
       const into = new Uint8Array(8);
       region.readInto(0, into);
       expect(into[5]).toBe(9);
       expect(descriptors()).toBe(before + 1);
       region.close();
       expect(descriptors()).toBe(before);
+    });
+
+    it('opens an empty file unmapped: its head is empty and its buffer is refused as damage', () => {
+      const path = join(shm, `empty-${variant}`);
+      writeFileSync(path, '');
+      const region = NativeRegion.open(path, { create: false, variant });
+      expect(region.size).toBe(0);
+      expect(region.takeOpenHead()?.length).toBe(0);
+      expect(() => region.buffer).toThrow(CorruptionError);
+      region.close();
+      expect(() => NativeRegion.open(join(shm, `missing-${variant}`), { create: false, variant })).toThrow(expect.objectContaining({ code: 'ENOENT', syscall: 'open' }));
     });
 
     it('refuses out-of-range persists in TypeScript and in the addon', () => {

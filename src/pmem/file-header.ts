@@ -69,11 +69,15 @@ export function writeFileHeader(region: PmemRegion, identity: FileIdentity): voi
 }
 
 /**
- * The first `length` bytes of the file (fewer if it is shorter), copied with one read: open
- * verifies headers and reads state from such a copy instead of faulting in mapped pages.
+ * The first `length` bytes of the file (fewer if it is shorter), as a copy: open verifies headers
+ * and reads state from it instead of faulting in mapped pages. The copy the region took at open
+ * serves when it has one; otherwise one read.
  */
 export function readHead(region: PmemRegion, length = FILE_HEADER_BYTES): Uint8Array {
-  const head = new Uint8Array(Math.min(length, region.size));
+  const wanted = Math.min(length, region.size);
+  const taken = region.takeOpenHead?.();
+  if (taken !== undefined && taken.length >= wanted) return taken.subarray(0, wanted);
+  const head = new Uint8Array(wanted);
   region.readInto(0, head);
   return head;
 }

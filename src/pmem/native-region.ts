@@ -2,39 +2,39 @@
 // with PMEM_IS_PMEM_FORCE=1, the emulation PMDK documents) persist() writes cache lines back with
 // CPU instructions; on any other file system it is an msync of the covering pages.
 //
-// An existing file is opened with open(2) and mapped at the first use of its buffer: open
-// verifies headers and state from readInto() copies first (a refused file is never mapped), and
-// the structures then map it without touching its pages - on the VMs measured here the first
-// touch of a page of a fresh mapping costs ~10-25 µs, a read ~5 µs.
+// An existing file is opened, mapped and its first page copied with read(2) in one native call:
+// open verifies headers and reads state from that copy (takeOpenHead), so the structures map
+// the file without touching its pages - on the VMs measured here the first touch of a page of a
+// fresh mapping costs ~10-25 µs, a read ~5 µs, and every system call from JS a few µs more.
 //
 // Persistence rule: see region.ts. Growing remaps the file larger and detaches the old buffer,
 // so a stale DataView throws instead of touching unmapped memory.
 
-import { closeSync, fstatSync, openSync, readFileSync, readSync, realpathSync, statfsSync } from 'node:fs';
+import { closeSync, openSync, readFileSync, readSync, realpathSync, statfsSync } from 'node:fs';
 import { dirname } from 'node:path';
-import { CorruptionError, IoError, MisuseError, toIoError } from '../errors.js';
+import { CorruptionError, IoError, MisuseError } from '../errors.js';
 import { type NativeBinding, type NativeVariant, loadNative } from '../native.js';
 import { checkRange } from './range.js';
 import type { DurabilityClass, PmemRegion } from './region.js';
 
 const TMPFS_MAGIC = 0x01021994;
+/** What open copies of an existing file: every structure's header and state block fit in a page. */
+const OPEN_HEAD_BYTES = 4096;
 
 export class NativeRegion implements PmemRegion {
   private mapping: { buffer: ArrayBuffer; isPmem: boolean } | undefined;
   private closed = false;
   /** Found at the first persist or flush, not at open: statfs of every region would delay open. */
   private durabilityClass: DurabilityClass | undefined;
+  /** A descriptor for readInto(), opened by its first call (seven per stream would crowd the process's limit). */
+  private fd: number | undefined;
 
   private constructor(
     readonly path: string,
     private readonly native: NativeBinding,
-    /**
-     * A descriptor for readInto(): opened with the region (which proves the file exists and is
-     * writable), closed once it is mapped - seven per stream would crowd the process's limit -
-     * and reopened by a later readInto().
-     */
-    private fd: number | undefined,
     private fileBytes: number,
+    /** The file's first page as open found it, until takeOpenHead() hands it out. */
+    private openHead: Uint8Array | undefined,
   ) {}
 
   get durability(): DurabilityClass {
@@ -47,26 +47,26 @@ export class NativeRegion implements PmemRegion {
     return this.mapped().isPmem && this.durability !== 'msync';
   }
 
-  /** Opens `path`; `create` makes it (or extends it to `size`) and maps it, else it must exist (IoError ENOENT) and is mapped when first used. */
+  /** Opens and maps `path`: `create` makes it (or extends it to `size`), else it must exist (IoError ENOENT). */
   static open(path: string, options: { size?: number; create: boolean; variant?: NativeVariant }): NativeRegion {
     const native = loadNative(options.variant);
-    let fd: number;
-    try {
-      fd = openSync(path, 'r+');
-    } catch (err) {
-      if (!options.create || (err as NodeJS.ErrnoException).code !== 'ENOENT') toIoError(err, 'open', path);
-      return NativeRegion.created(path, native, options.size ?? 0);
+    if (options.create) {
+      const mapping = native.map(path, options.size ?? 0, true);
+      const region = new NativeRegion(path, native, mapping.buffer.byteLength, undefined);
+      region.mapping = mapping;
+      return region;
     }
-    const region = new NativeRegion(path, native, fd, fstatSync(fd).size);
-    if (options.create) region.grow(Math.max(options.size ?? 0, region.fileBytes));
+    const opened = native.openMapped(path, OPEN_HEAD_BYTES);
+    const region = new NativeRegion(path, native, opened.size, new Uint8Array(opened.head));
+    // An empty file is not mapped: its header check refuses it before anything maps it.
+    if (opened.buffer !== undefined) region.mapping = { buffer: opened.buffer, isPmem: opened.isPmem === true };
     return region;
   }
 
-  private static created(path: string, native: NativeBinding, size: number): NativeRegion {
-    const mapping = native.map(path, size, true);
-    const region = new NativeRegion(path, native, undefined, mapping.buffer.byteLength);
-    region.adopt(mapping);
-    return region;
+  takeOpenHead(): Uint8Array | undefined {
+    const head = this.openHead;
+    this.openHead = undefined;
+    return head;
   }
 
   get size(): number {
@@ -81,19 +81,7 @@ export class NativeRegion implements PmemRegion {
   private mapped(): { buffer: ArrayBuffer; isPmem: boolean } {
     if (this.mapping !== undefined) return this.mapping;
     if (this.closed) throw this.closedError();
-    const mapping = this.native.map(this.path, 0, false);
-    if (mapping.buffer.byteLength !== this.fileBytes) {
-      this.native.unmap(mapping.buffer);
-      throw new CorruptionError(this.path, 0, `file changed size from ${this.fileBytes} to ${mapping.buffer.byteLength} bytes while the store held it open`);
-    }
-    this.adopt(mapping);
-    return mapping;
-  }
-
-  private adopt(mapping: { buffer: ArrayBuffer; isPmem: boolean }): void {
-    this.mapping = mapping;
-    this.fileBytes = mapping.buffer.byteLength;
-    this.closeFd();
+    throw new CorruptionError(this.path, 0, 'the file is empty: it holds no structure to map');
   }
 
   private closeFd(): void {
@@ -147,7 +135,8 @@ export class NativeRegion implements PmemRegion {
     if (newSize === oldSize && this.mapping !== undefined) return;
     const grown = this.native.map(this.path, newSize, true);
     if (this.mapping !== undefined) this.native.unmap(this.mapping.buffer);
-    this.adopt(grown);
+    this.mapping = grown;
+    this.fileBytes = grown.buffer.byteLength;
   }
 
   close(): void {

@@ -54,6 +54,12 @@ export interface PmemRegion {
    * right after open (queries before the queue index is rebuilt) come this way.
    */
   readInto(offset: number, into: Uint8Array): void;
+  /**
+   * The file's first bytes (up to a page) as a copy open took with read(2), handed out once:
+   * verifying the header and reading the state from it saves open a read per file. Regions that
+   * keep no such copy lack the method (readHead() then reads).
+   */
+  takeOpenHead?(): Uint8Array | undefined;
   /** Remaps the region at `newSize` bytes (>= size). Contents are kept; old views are detached. */
   grow(newSize: number): void;
   /** Unmaps the region. Any later call throws MisuseError('REGION_CLOSED'). */
