@@ -9,6 +9,7 @@
 #include <uv.h>
 #include <v8.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstdint>
 #include <cstring>
@@ -16,7 +17,6 @@
 #include <string>
 #include <unordered_map>
 #include <unordered_set>
-#include <algorithm>
 
 #include <fcntl.h>
 #include <sys/file.h>
@@ -113,7 +113,7 @@ void* MapHint(size_t length) {
 
 #ifdef CHRONOTIER_WITH_LIBPMEM
 // Devices whose file system refused MAP_SYNC (anything but DAX): later mappings there skip the
-// attempt - one failing mmap per region was ~5 % of open's time on a VM.
+// attempt, which would cost every file opened one failing system call.
 std::mutex no_map_sync_mutex;
 std::unordered_set<dev_t> no_map_sync;
 
