@@ -263,12 +263,13 @@ export class SimulatedMedia implements Media {
 
   /**
    * The media a process crash (kill -9) now leaves: everything written survives, synced or not
-   * (the page cache and tmpfs outlive the process); handles, faults and poisoned files do not.
+   * (the page cache and tmpfs outlive the process), though a power failure later may still drop
+   * file writes that were never synced; handles, faults and poisoned files do not survive.
    */
   restart(): SimulatedMedia {
     const after = new SimulatedMedia();
     for (const [name, region] of this.regions) after.adopt(name, SimulatedRegion.fromImage(name, region.liveImage()));
-    for (const [name, file] of this.files) after.adoptFile(name, FaultyFile.fromImage(name, file.contents()));
+    for (const [name, file] of this.files) after.adoptFile(name, file.afterKill());
     for (const [name, bytes] of this.small) after.small.set(name, bytes.slice());
     return after;
   }

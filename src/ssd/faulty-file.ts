@@ -57,6 +57,18 @@ export class FaultyFile implements SsdFile {
     return new FaultyFile(path, bytes);
   }
 
+  /**
+   * The file a process crash (kill -9) now leaves to the next process: everything written reads
+   * back (the page cache outlives the process), but only what was synced is durable - a power
+   * failure after the restart may still drop the rest. Armed faults and poison do not carry over.
+   */
+  afterKill(): FaultyFile {
+    const after = new FaultyFile(this.path, this.contents());
+    after.durable = this.durable.slice();
+    after.unsynced = [...this.unsynced];
+    return after;
+  }
+
   /** The Nth write (append or write) from now, 1 = the next, fails with EIO after landing its first `landed` bytes. */
   failWriteAt(n: number, { landed = 0 }: { landed?: number } = {}): void {
     this.arm('write', n);

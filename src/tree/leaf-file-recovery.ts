@@ -9,10 +9,13 @@
 //     (ringHolds, judged once); if not - reused, or damaged - the leaf may be on SSD, so the query
 //     scans the tail first (scanTail) and reads it from there, and fails only if it is not;
 //   * the leaf writer starts only after both are done (finish): it appends after the last intact
-//     record, and it must never copy unchecked ring bytes to the SSD under a fresh checksum.
+//     record, and it must never copy unchecked ring bytes to the SSD under a fresh checksum;
+//   * a leaf close that needs the ring page of a leaf only the ring holds (a crash under
+//     backpressure leaves the ring full) does not wait for all that and a thread's start: after
+//     the tail scan the tree checks and writes out just the leaves it needs, inline (wroteThrough).
 // No event is acknowledged by this work: everything it settles was durable before open.
 
-import { CorruptionError } from '../errors.js';
+import { CorruptionError, invariant } from '../errors.js';
 import type { LeafSink } from '../ssd/leaf-file.js';
 import type { AggregateArray } from './aggregate-array.js';
 import type { Flank } from './flank.js';
@@ -32,6 +35,8 @@ const REBUILD_HINT = ' - reopen with { rebuild: true } to rebuild the stream fro
 const RING_LEAVES_PER_SLICE = 32;
 
 export class LeafFileRecovery {
+  /** Where a tail scan that stopped early (scanTailThrough) goes on: leaves below `next` were found. */
+  private tailScan: { readonly offset: number; readonly next: number } | undefined;
   /** Once the tail is scanned: leaves [trusted, durableEnd) are durable on SSD with their slots set. */
   private durableEnd: number | undefined;
   /** Per leaf in [trusted, closed): what its ring page was found to hold, once judged. */
@@ -93,24 +98,53 @@ export class LeafFileRecovery {
    * ring, whatever the size of the store.
    */
   scanTail(): number {
+    return this.scanTailThrough(Number.POSITIVE_INFINITY);
+  }
+
+  /**
+   * The tail scan, up to leaf `until - 1`: returns the first leaf not known to be on SSD; when
+   * that is below `until`, the scan is done (the file cut after the intact records). Records a
+   * killed process wrote may still be only in the page cache: they are synced before their slots
+   * are persisted, for once a slot says "on SSD" the leaf's ring page may be reused.
+   */
+  scanTailThrough(until: number): number {
     this.rethrowFailure();
     if (this.durableEnd !== undefined) return this.durableEnd;
     return this.remember(() => {
       const { translation, leaves } = this.parts;
-      translation.truncate(this.trusted, this.closed);
-      const last = this.trusted === 0 ? undefined : translation.get(this.trusted - 1);
-      let end = last === undefined ? leaves.firstRecordOffset : last.offset + last.length;
-      let next = this.trusted;
-      for (const record of leaves.scanFrom(end)) {
-        if (record.leafId !== next || next >= this.closed) break;
+      let { offset, next } = this.tailScan ?? this.startTailScan();
+      const found = next;
+      let stopped = false;
+      for (const record of leaves.scanFrom(offset)) {
+        stopped = next >= until;
+        if (stopped || record.leafId !== next || next >= this.closed) break;
         translation.set(next++, record.location);
-        end = record.location.offset + record.location.length;
+        offset = record.location.offset + record.location.length;
       }
-      leaves.truncate(end);
+      if (!stopped) leaves.truncate(offset);
+      if (next > found) leaves.sync();
       translation.persistThrough(next, true);
-      this.durableEnd = next;
+      if (stopped) this.tailScan = { offset, next };
+      else this.durableEnd = next;
       return next;
     });
+  }
+
+  /** Forgets the slots past the trusted ones; the scan starts after the last trusted record. */
+  private startTailScan(): { offset: number; next: number } {
+    const { translation, leaves } = this.parts;
+    translation.truncate(this.trusted, this.closed);
+    const last = this.trusted === 0 ? undefined : translation.get(this.trusted - 1);
+    return { offset: last === undefined ? leaves.firstRecordOffset : last.offset + last.length, next: this.trusted };
+  }
+
+  /**
+   * Leaves [durableEnd, end) were written to SSD since the tail scan - by the tree, before the
+   * writer runs (Tree.writeOutForRoom) - so their ring pages need no check and may be reused.
+   */
+  wroteThrough(end: number): void {
+    invariant(this.durableEnd !== undefined && end >= this.durableEnd, () => `leaves up to ${end} written before the tail scan found where the file ends (${this.durableEnd})`);
+    this.durableEnd = end;
   }
 
   /** One background slice; true when everything is done (then call finish(), which is cheap). */
@@ -123,7 +157,8 @@ export class LeafFileRecovery {
     this.nextToCheck = Math.max(this.nextToCheck, this.durableEnd);
     const end = Math.min(this.closed, this.nextToCheck + RING_LEAVES_PER_SLICE);
     for (; this.nextToCheck < end; this.nextToCheck++) this.checkRingLeaf(this.nextToCheck);
-    return this.nextToCheck === this.closed;
+    // Leaves written out during the recovery may reach past the ones it was started with.
+    return this.nextToCheck >= this.closed;
   }
 
   /** Does what is left at once; returns the first leaf not on SSD (the writer's first leaf). */

@@ -23,7 +23,7 @@ import { CorruptionError, IoError, MisuseError, invariant } from '../errors.js';
 import { LateQueue, type StartIndexBuilder, completeCursor } from '../ooo/late-queue.js';
 import type { OooQueue } from '../ooo/queue.js';
 import type { LeafSink, RecoveredLeaf } from '../ssd/leaf-file.js';
-import type { LeafWriter, RingPage } from '../ssd/leaf-writer.js';
+import { type DurableLeaf, type LeafWriter, type RingPage, SyncLeafWriter } from '../ssd/leaf-writer.js';
 import { Aggregate, type AggregateArray, newestLsnOf } from './aggregate-array.js';
 import type { Flank, FlankState } from './flank.js';
 import { MergeStep } from './merge.js';
@@ -35,6 +35,13 @@ import { NodeStorage, type NodeStorageKind, type NodeView } from './node-storage
 import type { NodeFile } from '../ssd/node-file.js';
 import { type RowLayout, type Timestamp, maxTimestamp, readLsn, writeLsn } from './row-layout.js';
 import type { TranslationArray } from './translation-array.js';
+
+/**
+ * Leaf closes that write out ring leaves themselves while open's leaf-file recovery runs: a
+ * producer that never yields to the event loop lets no recovery slice run, so after these the
+ * close finishes the recovery and starts the writer (one fdatasync per leaf is slow ingest).
+ */
+const WRITE_OUTS_BEFORE_FINISHING = 16;
 
 export interface TreeOptions {
   /** Persist the open leaf every this many appends (paper: 25 reaches 95 % of a DRAM flank). */
@@ -121,6 +128,8 @@ export class Tree {
   /** Open's leaf-file recovery while it is not done (leaf-file-recovery.ts). */
   private recovery: LeafFileRecovery | undefined;
   private recoverySlice: NodeJS.Immediate | undefined;
+  /** Times a leaf close wrote out ring leaves itself while the recovery ran (writeOutForRoom). */
+  private writeOutsForRoom = 0;
   private readonly nodeStorage: NodeStorage;
   /** Leaves [durableLeaves, handedOff) are with the writer; [handedOff, openLeafId) still to hand over. */
   private handedOff: number;
@@ -369,7 +378,7 @@ export class Tree {
   private recoverBeforeReading(leafId: number): void {
     const recovery = this.recovery;
     if (recovery === undefined || leafId >= recovery.closed) return;
-    if (!recovery.ringHolds(leafId)) this.durableLeaves = Math.max(this.durableLeaves, recovery.scanTail());
+    if (!recovery.ringHolds(leafId)) this.durableLeaves = Math.max(this.durableLeaves, recovery.scanTailThrough(leafId + 1));
     if (leafId >= this.durableLeaves) recovery.checkRingLeaf(leafId);
   }
 
@@ -726,8 +735,29 @@ export class Tree {
   /** The ring page of `leafId` holds leaf leafId - ringPages, which must be durable before reuse. */
   makeRoomInRing(leafId: number): void {
     const reused = leafId - this.parts.flank.geometry.ringPages;
+    if (reused >= this.durableLeaves && this.recovery !== undefined && this.writeOutsForRoom < WRITE_OUTS_BEFORE_FINISHING) this.writeOutForRoom(this.recovery, reused + 1);
     if (reused >= this.durableLeaves) this.collectDurable(reused + 1);
     invariant(reused < this.durableLeaves, () => `ring page of leaf ${leafId} still busy`);
+  }
+
+  /**
+   * Makes leaves below `until` durable while open's leaf-file recovery runs: a crash under
+   * backpressure leaves the ring full, and finishing the recovery to start the writer would make
+   * the first leaf close check every ring page and wait for a thread - milliseconds. The tail
+   * scan and the leaves needed suffice: checked, then written and synced here, in order after the
+   * last intact record, before any PMem byte of the close changes.
+   */
+  private writeOutForRoom(recovery: LeafFileRecovery, until: number): void {
+    this.durableLeaves = Math.max(this.durableLeaves, recovery.scanTailThrough(until));
+    if (this.durableLeaves >= until) return;
+    this.writeOutsForRoom++;
+    const writer = new SyncLeafWriter(this.parts.leaves, this.ringPage, until - this.durableLeaves);
+    for (let leafId = this.durableLeaves; leafId < until; leafId++) {
+      if (leafId < recovery.closed) recovery.checkRingLeaf(leafId);
+      writer.submit(leafId, this.parts.leafAggregates.count(leafId));
+    }
+    this.adoptDurable(writer.takeDurable(until));
+    recovery.wroteThrough(this.durableLeaves);
   }
 
   /**
@@ -748,7 +778,11 @@ export class Tree {
       this.handOff();
     }
     if (this.writer === undefined) return;
-    const durable = this.writer.takeDurable(until);
+    this.adoptDurable(this.writer.takeDurable(until));
+  }
+
+  /** Sets the translation slots of `durable`, the next leaves in order that became durable. */
+  private adoptDurable(durable: readonly DurableLeaf[]): void {
     for (const { leafId, location } of durable) {
       invariant(leafId === this.durableLeaves, () => `leaf ${leafId} became durable out of order (expected ${this.durableLeaves})`);
       this.parts.translation.set(leafId, location);
@@ -854,13 +888,15 @@ export class Tree {
   private startedWriter(): LeafWriter {
     invariant(this.recovery === undefined, 'the leaf writer starts after the leaf file is recovered');
     if (this.writer !== undefined) return this.writer;
-    const { flank } = this.parts;
     this.handedOff = this.durableLeaves;
-    this.writer = this.startWriter(this.durableLeaves, (leafId, count) => ({
-      rows: new Uint8Array(flank.buffer, flank.rowsOffset(leafId), count * this.layout.rowBytes),
-      lineage: flank.pageLineage(leafId),
-    }));
+    this.writer = this.startWriter(this.durableLeaves, this.ringPage);
     return this.writer;
   }
+
+  /** A closed leaf's rows and lineage as they sit in its ring page, for a writer. */
+  private readonly ringPage: RingPage = (leafId, count) => ({
+    rows: new Uint8Array(this.parts.flank.buffer, this.parts.flank.rowsOffset(leafId), count * this.layout.rowBytes),
+    lineage: this.parts.flank.pageLineage(leafId),
+  });
 
 }
