@@ -12,12 +12,12 @@ export interface NativeBinding {
   /** 'libpmem' or 'msync': what this build flushes with. */
   readonly variant: 'libpmem' | 'msync';
   /** Maps `path` (created, or extended to `size`, when `create`; whole file when size is 0). */
-  map(path: string, size: number, create: boolean): { buffer: ArrayBuffer; isPmem: boolean };
+  map(path: string, size: number, create: boolean): NativeMapping;
   /**
    * Maps an existing file whole (an empty one is not mapped) and copies its first `headBytes`
    * bytes with read(2): one call where JS's open, fstat, read and close took four.
    */
-  openMapped(path: string, headBytes: number): { buffer?: ArrayBuffer; isPmem?: boolean; size: number; head: ArrayBuffer };
+  openMapped(path: string, headBytes: number): Partial<NativeMapping> & { size: number; head: ArrayBuffer };
   /** Detaches `buffer` and unmaps it. */
   unmap(buffer: ArrayBuffer): void;
   /** Cache-line write-back + fence (libpmem); msync in the msync build. */
@@ -28,6 +28,13 @@ export interface NativeBinding {
   /** An fd holding an exclusive flock on `path`; throws code EWOULDBLOCK/EAGAIN if held elsewhere. */
   lock(path: string): number;
   unlock(fd: number): void;
+}
+
+/** A mapped file: its bytes, whether cache-line flushes persist them, and its file system's magic number (fstatfs; absent if that failed). */
+export interface NativeMapping {
+  readonly buffer: ArrayBuffer;
+  readonly isPmem: boolean;
+  readonly fsType?: number;
 }
 
 export type NativeVariant = 'default' | 'msync';

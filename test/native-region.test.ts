@@ -1,5 +1,5 @@
 import { execFileSync, spawn } from 'node:child_process';
-import { mkdtempSync, readdirSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readdirSync, rmSync, statSync, statfsSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
@@ -12,6 +12,8 @@ const shm = mkdtempSync('/dev/shm/chronotier-native-');
 const disk = mkdtempSync(join(tmpdir(), 'chronotier-native-'));
 afterAll(() => [shm, disk].forEach((dir) => rmSync(dir, { recursive: true, force: true })));
 const DIST = join(import.meta.dirname, '..', 'dist', 'src');
+/** statfs(2)'s f_type of tmpfs (linux/magic.h). */
+const TMPFS_MAGIC = 0x01021994;
 
 /** Runs an ES module snippet in a fresh node process with `env`, returning its stdout. */
 function inChild(code: string, env: Record<string, string> = {}): string {
@@ -53,6 +55,19 @@ for (const variant of ['default', 'msync'] as const) {
       expect([...cold.words(0, 3 * 1024)]).toEqual([...words]);
       region.close();
       expect(() => region.readInto(0, new Uint8Array(4))).toThrow(MisuseError);
+    });
+
+    it("hands over the file system's type with each mapping, so durability needs no statfs of its own", () => {
+      const native = loadNative(variant);
+      for (const dir of [shm, disk]) {
+        const path = join(dir, `fs-${variant}`);
+        const created = native.map(path, 4096, true);
+        const opened = native.openMapped(path, 0);
+        for (const mapping of [created, opened]) expect(mapping.fsType === TMPFS_MAGIC, dir).toBe(dir === shm);
+        expect(opened.fsType).toBe(statfsSync(path).type);
+        native.unmap(created.buffer);
+        native.unmap(opened.buffer!);
+      }
     });
 
     it('detaches the old buffer on grow and close, so stale views throw', () => {

@@ -13,7 +13,7 @@
 import { closeSync, openSync, readFileSync, readSync, realpathSync, statfsSync } from 'node:fs';
 import { dirname } from 'node:path';
 import { CorruptionError, IoError, MisuseError } from '../errors.js';
-import { type NativeBinding, type NativeVariant, loadNative } from '../native.js';
+import { type NativeBinding, type NativeMapping, type NativeVariant, loadNative } from '../native.js';
 import { checkRange } from './range.js';
 import type { DurabilityClass, PmemRegion } from './region.js';
 
@@ -22,9 +22,13 @@ const TMPFS_MAGIC = 0x01021994;
 const OPEN_HEAD_BYTES = 4096;
 
 export class NativeRegion implements PmemRegion {
-  private mapping: { buffer: ArrayBuffer; isPmem: boolean } | undefined;
+  private mapping: NativeMapping | undefined;
   private closed = false;
-  /** Found at the first persist or flush, not at open: statfs of every region would delay open. */
+  /**
+   * Found at the first persist or flush, not at open: from the file system type the addon's
+   * fstatfs gave with the mapping (JS's statfsSync would cost ~0.1-0.2 ms on that first persist);
+   * off tmpfs, /proc/mounts says whether the mount is DAX.
+   */
   private durabilityClass: DurabilityClass | undefined;
   /** A descriptor for readInto(), opened by its first call (seven per stream would crowd the process's limit). */
   private fd: number | undefined;
@@ -38,7 +42,7 @@ export class NativeRegion implements PmemRegion {
   ) {}
 
   get durability(): DurabilityClass {
-    this.durabilityClass ??= durabilityOf(this.path, this.mapped().isPmem);
+    this.durabilityClass ??= durabilityOf(this.path, this.mapped().isPmem, this.mapped().fsType);
     return this.durabilityClass;
   }
 
@@ -59,7 +63,7 @@ export class NativeRegion implements PmemRegion {
     const opened = native.openMapped(path, OPEN_HEAD_BYTES);
     const region = new NativeRegion(path, native, opened.size, new Uint8Array(opened.head));
     // An empty file is not mapped: its header check refuses it before anything maps it.
-    if (opened.buffer !== undefined) region.mapping = { buffer: opened.buffer, isPmem: opened.isPmem === true };
+    if (opened.buffer !== undefined) region.mapping = { buffer: opened.buffer, isPmem: opened.isPmem === true, fsType: opened.fsType };
     return region;
   }
 
@@ -78,7 +82,7 @@ export class NativeRegion implements PmemRegion {
     return this.mapped().buffer;
   }
 
-  private mapped(): { buffer: ArrayBuffer; isPmem: boolean } {
+  private mapped(): NativeMapping {
     if (this.mapping !== undefined) return this.mapping;
     if (this.closed) throw this.closedError();
     throw new CorruptionError(this.path, 0, 'the file is empty: it holds no structure to map');
@@ -153,8 +157,8 @@ export class NativeRegion implements PmemRegion {
  * neither tmpfs nor mounted with dax is PMEM_IS_PMEM_FORCE misapplied to a disk file, which only
  * msync makes durable.
  */
-function durabilityOf(path: string, isPmem: boolean): DurabilityClass {
-  if (statfsSync(path).type === TMPFS_MAGIC) return 'volatile-pmem';
+function durabilityOf(path: string, isPmem: boolean, fsType = statfsSync(path).type): DurabilityClass {
+  if (fsType === TMPFS_MAGIC) return 'volatile-pmem';
   return isPmem && isDaxMount(path) ? 'pmem' : 'msync';
 }
 
