@@ -2,9 +2,9 @@
 // serves after a crash when its out-of-order queue is full (seed 002's instant recovery). For two
 // store sizes (1 M and 10 M in-order Stock events; --quick: 0.2 M and 2 M) a child process fills
 // the queue to its last slot with late events, keeps appending, and is killed with SIGKILL. The
-// crashed store is set aside; N times (7, --quick 3) a copy of it is opened by a fresh process,
-// and every figure below is the median over those N (single runs on these shared VMs vary by up
-// to 2x: page faults cost 4-30 us and more). Each process - after opening and querying a small
+// crashed store is set aside; N times (7, --quick 3) a copy of it is opened by a fresh process
+// (twice: see below), and every figure below is the median over those N (single runs on these
+// shared VMs vary by up to 2x: page faults cost 4-30 us and more). Each process - after opening and querying a small
 // store (leaves on SSD, late events in sorted runs), so that the process's one-time costs (loading
 // the addon, compiling the code paths, the first calls of read(2) and of the decompressor) are
 // not counted, as in the `recovery` bench - measures:
@@ -28,7 +28,14 @@
 // The copies are synced before each probe: what the crashed process had synced is clean, as after
 // a real crash (a copy would otherwise leave the whole leaf file dirty in the page cache, and
 // recovery's fdatasync would write it all back).
-// Target: open, first append and first query each <= 1 ms, independent of queue and store size.
+// Each trial runs two probes, one after the other: in a Node started plainly, and in one started
+// with EAGER_FEEDBACK_FLAGS. The second row tells V8's tiering from the store's work: open() and the
+// first query run code that a process runs once, and V8 interprets such code without feedback
+// vectors (they are allocated lazily, after several calls) and compiles baseline code for it in
+// batches on the main thread, some of them inside the measured window. The flag allocates feedback
+// vectors at once; the store does the same work either way.
+// Target: open, first append and first query each <= 1 ms, independent of queue and store size
+// (judged on the plain Node figures).
 
 import { spawn } from 'node:child_process';
 import { closeSync, cpSync, fdatasyncSync, mkdirSync, openSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
@@ -48,6 +55,8 @@ const WARM_UP_LATE_EVENTS = 70_000;
 const WARM_UP_QUEUE_BYTES = 4 * 2 ** 20;
 /** The first append: in order after every event of the crashed store. */
 const NEWEST_EVENT = { ts: Number.MAX_SAFE_INTEGER, seq: 0, symbol: 1, price: 1, volume: 1 };
+/** A V8 flag an application can start Node with (a deployment choice, not the store's). */
+const EAGER_FEEDBACK_FLAGS = ['--no-lazy-feedback-allocation'];
 
 interface Figures {
   events: number;
@@ -61,7 +70,16 @@ interface Figures {
   file_fault_us: number;
 }
 
+/** The request latencies of the same crash, probed in a Node started with EAGER_FEEDBACK_FLAGS. */
+interface EagerFeedback {
+  readonly node_flags: string;
+  readonly open_ms: number;
+  readonly first_append_ms: number;
+  readonly first_query_ms: number;
+}
+
 interface Measured extends Figures {
+  readonly eager_feedback: EagerFeedback;
   readonly first_append_starts_leaf: boolean;
   readonly trials: number;
   readonly open_ms_trials: number[];
@@ -82,8 +100,8 @@ function queueEvents(queueBytes: number): number {
   return Math.floor(queueBytes / queueSlotBytes(STOCK_ROW_BYTES)) - 1;
 }
 
-function runChild(role: '--fill' | '--probe', target: Target, onLine: (line: string, child: ReturnType<typeof spawn>) => void): Promise<void> {
-  const child = spawn(process.execPath, [new URL(import.meta.url).pathname, role, JSON.stringify(target)], { stdio: ['ignore', 'pipe', 'inherit'] });
+function runChild(role: '--fill' | '--probe', target: Target, onLine: (line: string, child: ReturnType<typeof spawn>) => void, nodeFlags: readonly string[] = []): Promise<void> {
+  const child = spawn(process.execPath, [...nodeFlags, new URL(import.meta.url).pathname, role, JSON.stringify(target)], { stdio: ['ignore', 'pipe', 'inherit'] });
   let pending = '';
   child.stdout!.on('data', (chunk: Buffer) => {
     pending += chunk.toString();
@@ -217,16 +235,21 @@ function syncFiles(dir: string): void {
 }
 
 /** One probe: a fresh process opens a fresh copy of the crashed store (its recovery changes the store). */
-async function probeCopy(target: Target, crashed: readonly (readonly [string, string])[]): Promise<Figures> {
+async function probeCopy(target: Target, crashed: readonly (readonly [string, string])[], nodeFlags: readonly string[]): Promise<Figures> {
   for (const [live, copy] of crashed) {
     rmSync(live, { recursive: true, force: true });
     cpSync(copy, live, { recursive: true });
     syncFiles(live);
   }
   let figures: Figures | undefined;
-  await runChild('--probe', target, (line) => {
-    figures = JSON.parse(line) as Figures;
-  });
+  await runChild(
+    '--probe',
+    target,
+    (line) => {
+      figures = JSON.parse(line) as Figures;
+    },
+    nodeFlags,
+  );
   if (figures === undefined) throw new Error('the probe printed no figures');
   return figures;
 }
@@ -247,10 +270,16 @@ async function measure(events: number, queueBytes: number, trials: number): Prom
     for (const [live, copy] of crashed) cpSync(live, copy, { recursive: true });
     const startsLeaf = firstAppendStartsLeaf(target);
     const probes: Figures[] = [];
-    for (let t = 0; t < trials; t++) probes.push(await probeCopy(target, crashed));
-    const middle = (key: keyof Figures) => median(probes.map((p) => p[key]));
-    const figures = Object.fromEntries(Object.keys(probes[0]!).map((key) => [key, middle(key as keyof Figures)])) as unknown as Figures;
-    return { ...figures, first_append_starts_leaf: startsLeaf, trials, open_ms_trials: probes.map((p) => p.open_ms), first_append_ms_trials: probes.map((p) => p.first_append_ms), first_query_ms_trials: probes.map((p) => p.first_query_ms) };
+    const eager: Figures[] = [];
+    // Alternately, so that a minute of a noisy machine weighs on both alike.
+    for (let t = 0; t < trials; t++) {
+      probes.push(await probeCopy(target, crashed, []));
+      eager.push(await probeCopy(target, crashed, EAGER_FEEDBACK_FLAGS));
+    }
+    const middle = (of: Figures[], key: keyof Figures) => median(of.map((p) => p[key]));
+    const figures = Object.fromEntries(Object.keys(probes[0]!).map((key) => [key, middle(probes, key as keyof Figures)])) as unknown as Figures;
+    const eagerFeedback: EagerFeedback = { node_flags: EAGER_FEEDBACK_FLAGS.join(' '), open_ms: middle(eager, 'open_ms'), first_append_ms: middle(eager, 'first_append_ms'), first_query_ms: middle(eager, 'first_query_ms') };
+    return { ...figures, eager_feedback: eagerFeedback, first_append_starts_leaf: startsLeaf, trials, open_ms_trials: probes.map((p) => p.open_ms), first_append_ms_trials: probes.map((p) => p.first_append_ms), first_query_ms_trials: probes.map((p) => p.first_query_ms) };
   } finally {
     clean();
   }
@@ -268,6 +297,7 @@ export async function run(args: BenchArgs): Promise<void> {
     ...runs.map((r) => [r.events, r.queue_events, r.open_ms, r.open_faults, r.first_append_ms, r.first_append_starts_leaf ? 'yes' : 'no', r.first_query_ms, r.first_query_faults, r.file_fault_us, r.full_recovery_ms]),
     ['target <= 1 ms', '', targets.open, '', targets.first_append, '', targets.first_query, '', '', ''],
   ]);
+  printTable(`the same crashes, probed alternately in a Node started with ${EAGER_FEEDBACK_FLAGS.join(' ')} (V8 allocates feedback vectors at once; the store's work is the same)`, ['store events', 'open ms', 'first append ms', 'first query ms'], runs.map((r) => [r.events, r.eager_feedback.open_ms, r.eager_feedback.first_append_ms, r.eager_feedback.first_query_ms]));
   printResult({ bench: 'instant-recovery', ...runs[runs.length - 1]!, targets, sizes: runs });
 }
 
