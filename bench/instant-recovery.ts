@@ -4,10 +4,10 @@
 // the queue to its last slot with late events, keeps appending, and is killed with SIGKILL. The
 // crashed store is set aside; N times (7, --quick 3) a copy of it is opened by a fresh process
 // (twice: see below), and every figure below is the median over those N (single runs on these
-// shared VMs vary by up to 2x: page faults cost 4-30 us and more). Each process - after opening and querying a small
-// store (leaves on SSD, late events in sorted runs), so that the process's one-time costs (loading
-// the addon, compiling the code paths, the first calls of read(2) and of the decompressor) are
-// not counted, as in the `recovery` bench - measures:
+// shared VMs vary by up to 2x: page faults cost 4-30 us and more). Each process - after opening
+// and querying a small store (leaves on SSD, late events in sorted runs), so that the process's
+// one-time costs (loading the addon, compiling the code paths, the first calls of read(2) and of
+// the decompressor) are not counted, as in the `recovery` bench - measures:
 //   open_ms            open() until it returns
 //   first_append_ms    the first append after it (an in-order event)
 //   first_query_ms     the first query after that: get() of a random timestamp, while the queue
