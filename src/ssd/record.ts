@@ -257,7 +257,7 @@ function verifiedPayload(file: SsdFile, header: RecordHeader, body: Uint8Array):
 
 /**
  * One little-endian word, reused: a fresh array and DataView per word cost 1-25 us per call at
- * open, and ~100 us on one call of every open (timed in the instant-recovery probe).
+ * open, and ~100 us on one of the calls in every run of the instant-recovery probe.
  */
 const crcWord = new Uint8Array(4);
 const crcWordView = new DataView(crcWord.buffer);

@@ -898,5 +898,4 @@ export class Tree {
     rows: new Uint8Array(this.parts.flank.buffer, this.parts.flank.rowsOffset(leafId), count * this.layout.rowBytes),
     lineage: this.parts.flank.pageLineage(leafId),
   });
-
 }
