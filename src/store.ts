@@ -23,6 +23,7 @@ import { Snapshot } from './snapshot.js';
 import { Stream, type Violation } from './stream.js';
 import { AggregateArray } from './tree/aggregate-array.js';
 import { Flank, type FlankGeometry } from './tree/flank.js';
+import { OpenNodeAggregates } from './tree/open-node-aggregates.js';
 import { IndexNodeArray } from './tree/index-node-array.js';
 import { type RowLayout, rowLayout } from './tree/row-layout.js';
 import { TranslationArray } from './tree/translation-array.js';
@@ -287,6 +288,7 @@ export class Store {
       PmemRegion,
       PmemRegion,
     ];
+    flank.grow(OpenNodeAggregates.fileBytes(geometry, layout)); // the ring, then the open nodes' running aggregates
     Flank.create(flank, geometry, storeId, entry.id, rebuilding).close();
     IndexNodeArray.create(nodes, layout, entry.nodeSize, storeId, entry.id).closeFile();
     AggregateArray.create(leafAggregates, layout, storeId, entry.id, 'leaf').close();
@@ -432,6 +434,7 @@ export class Store {
       {
         layout,
         flank: Flank.open(flankRegion, flankGeometry(entry, layout.rowBytes), storeId, entry.id),
+        openNodeAggregates: OpenNodeAggregates.open(flankRegion, flankGeometry(entry, layout.rowBytes), layout),
         nodes: IndexNodeArray.open(nodesRegion, layout, entry.nodeSize, storeId, entry.id),
         leafAggregates: AggregateArray.open(leafAggRegion, layout, storeId, entry.id, 'leaf'),
         nodeAggregates: AggregateArray.open(nodeAggRegion, layout, storeId, entry.id, 'index'),

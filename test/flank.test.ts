@@ -18,7 +18,8 @@ function state(seq: number): FlankState {
     openLeafId: seq * 3,
     nextIndexNodeId: seq * 2,
     closedEvents: seq * 1000,
-    levels: Array.from({ length: seq % 5 }, (_, i) => ({ nodeId: seq + i, count: i * 7 })),
+    // A level with no running aggregate kept must come back without one (0 on the media).
+    levels: Array.from({ length: seq % 5 }, (_, i) => ({ nodeId: seq + i, count: i * 7, aggregateCrc: i % 2 === 1 ? (0x9e3779b1 ^ (seq * 31 + i)) >>> 0 : undefined })),
     mergeCursor: { generation: seq, ts: BigInt(seq) * -12345678901n, slot: seq * 5 },
     supersededLeaves: seq * 4,
     // Records of older stores do not keep it: undefined must survive a round trip as undefined.

@@ -124,17 +124,7 @@ export class AggregateArray {
   /** Writes and persists the aggregates of node `id`. */
   write(id: number, aggregate: Aggregate): void {
     this.array.ensureCapacity(id);
-    const at = this.array.slotOffset(id);
-    const view = this.array.view;
-    view.setFloat64(at + COUNT_OFFSET, aggregate.count, true);
-    this.layout.writeTimestamp(view, at + MIN_TS_OFFSET, aggregate.minTs);
-    this.layout.writeTimestamp(view, at + MAX_TS_OFFSET, aggregate.maxTs);
-    for (let a = 0; a < aggregate.sum.length; a++) {
-      const base = at + ATTRIBUTES_OFFSET + a * ATTRIBUTE_BYTES;
-      view.setFloat64(base, aggregate.min[a]!, true);
-      view.setFloat64(base + 8, aggregate.max[a]!, true);
-      view.setFloat64(base + 16, aggregate.sum[a]!, true);
-    }
+    writeAggregateSlot(this.layout, this.array.view, this.array.slotOffset(id), aggregate);
     this.array.persistSlots(id, 1);
   }
 
@@ -177,7 +167,8 @@ export class AggregateArray {
   }
 }
 
-// A slot reads the same wherever it is: in this array, or inline in a node kept on SSD (node-file.ts).
+// A slot reads the same wherever it is: in this array, inline in a node kept on SSD (node-file.ts),
+// or as an open node's running aggregates in the flank file (open-node-aggregates.ts).
 
 export function readAggregateSlot(layout: RowLayout, view: DataView, at: number, into: Aggregate): Aggregate {
   into.count = view.getFloat64(at + COUNT_OFFSET, true);
@@ -190,6 +181,18 @@ export function readAggregateSlot(layout: RowLayout, view: DataView, at: number,
     into.sum[a] = view.getFloat64(base + 16, true);
   }
   return into;
+}
+
+export function writeAggregateSlot(layout: RowLayout, view: DataView, at: number, aggregate: Aggregate): void {
+  view.setFloat64(at + COUNT_OFFSET, aggregate.count, true);
+  layout.writeTimestamp(view, at + MIN_TS_OFFSET, aggregate.minTs);
+  layout.writeTimestamp(view, at + MAX_TS_OFFSET, aggregate.maxTs);
+  for (let a = 0; a < aggregate.sum.length; a++) {
+    const base = at + ATTRIBUTES_OFFSET + a * ATTRIBUTE_BYTES;
+    view.setFloat64(base, aggregate.min[a]!, true);
+    view.setFloat64(base + 8, aggregate.max[a]!, true);
+    view.setFloat64(base + 16, aggregate.sum[a]!, true);
+  }
 }
 
 export function slotMinTs(layout: RowLayout, view: DataView, at: number): Timestamp {

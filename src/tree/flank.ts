@@ -7,6 +7,8 @@
 //   [256, 512)      root record, copy 0
 //   [512, 768)      root record, copy 1
 //   [1024 + p * nodeSize)   leaf page p, for p < ringPages
+//   [1024 + ringPages * nodeSize)  the open nodes' running aggregates (open-node-aggregates.ts;
+//            absent from files created before it existed)
 // Root record (the commit point of every change to the tree's shape):
 //   0   f64  sequence number (copy = seq mod 2)
 //   8   u32  open leaf id (its page is openLeafId mod ringPages)
@@ -22,6 +24,8 @@
 //   136 i64  merge cursor: timestamp } the cursor are in the tree (docs/DURABILITY.md)
 //   144 f64  leaves superseded by out-of-order merges
 //   152 f64  the largest lsn in closed leaves (0: none), valid when flags bit 1 is set
+//   160 12 x u32 CRC-32 of the open node's running-aggregate copy this record vouches for, level 1
+//            first (open-node-aggregates.ts; 0 = none: the node's children are summed at close)
 //   252 u32  CRC-32 of [0, 252)
 // Leaf page (nodeSize bytes):
 //   0   u32  event count   (a 4-byte aligned store: a crash leaves it old or new, never torn)
@@ -73,7 +77,9 @@ const CURSOR_SLOT_OFFSET = CURSOR_GENERATION_OFFSET + 4;
 const CURSOR_TS_OFFSET = CURSOR_SLOT_OFFSET + 4;
 const SUPERSEDED_OFFSET = CURSOR_TS_OFFSET + 8;
 const CLOSED_LSN_OFFSET = SUPERSEDED_OFFSET + 8;
+const AGGREGATE_CRCS_OFFSET = CLOSED_LSN_OFFSET + 8;
 const RECORD_CRC_OFFSET = ROOT_RECORD_BYTES - 4;
+invariant(AGGREGATE_CRCS_OFFSET + MAX_LEVELS * 4 <= RECORD_CRC_OFFSET, 'root record fields overlap its CRC');
 
 export const PAGE_HEADER_BYTES = 64;
 const PAGE_COUNT_OFFSET = 0;
@@ -85,6 +91,8 @@ const PAGE_LINEAGE_OFFSET = 16;
 export interface OpenIndexNode {
   nodeId: number;
   count: number;
+  /** CRC of the copy of its children's aggregates kept in open-node-aggregates.ts (undefined: none kept). */
+  aggregateCrc?: number;
 }
 
 /**
@@ -219,6 +227,7 @@ export class Flank {
     state.levels.forEach((level, i) => {
       view.setUint32(at + LEVELS_OFFSET + i * LEVEL_BYTES, level.nodeId, true);
       view.setUint32(at + LEVELS_OFFSET + i * LEVEL_BYTES + 4, level.count, true);
+      view.setUint32(at + AGGREGATE_CRCS_OFFSET + i * 4, level.aggregateCrc ?? 0, true);
     });
     view.setUint32(at + CURSOR_GENERATION_OFFSET, state.mergeCursor.generation, true);
     view.setUint32(at + CURSOR_SLOT_OFFSET, state.mergeCursor.slot, true);
@@ -321,6 +330,7 @@ export class Flank {
       levels: Array.from({ length: height }, (_, i) => ({
         nodeId: view.getUint32(at + LEVELS_OFFSET + i * LEVEL_BYTES, true),
         count: view.getUint32(at + LEVELS_OFFSET + i * LEVEL_BYTES + 4, true),
+        aggregateCrc: view.getUint32(at + AGGREGATE_CRCS_OFFSET + i * 4, true) || undefined,
       })),
       mergeCursor: {
         generation: view.getUint32(at + CURSOR_GENERATION_OFFSET, true),

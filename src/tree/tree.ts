@@ -10,9 +10,10 @@
 // Write order of a leaf hand-off (docs/DURABILITY.md has the crash analysis):
 //   1. the full leaf's rows and count are persisted in its ring page (already, by appends);
 //   2. its aggregates are written to the leaf aggregate array and persisted;
-//   3. its entry is written into the level-1 open node past the committed count, persisted;
-//      a node that fills closes: count, aggregates, then its own entry one level up; a fresh
-//      open node replaces it (header persisted);
+//   3. its entry is written into the level-1 open node past the committed count, persisted,
+//      and the node's running aggregate copy for the new count (open-node-aggregates.ts);
+//      a node that fills closes: count, aggregates (its running aggregate: no children read),
+//      then its own entry one level up; a fresh open node replaces it (header persisted);
 //   4. the next leaf's ring page is reset (header persisted) - its previous leaf is durable;
 //   5. the flank's root record is committed: the new tree is now the tree;
 //   6. the leaf is handed to the leaf writer (ssd/leaf-writer.ts), which encodes, appends and
@@ -25,13 +26,14 @@ import type { OooQueue } from '../ooo/queue.js';
 import type { LeafSink, RecoveredLeaf } from '../ssd/leaf-file.js';
 import { type DurableLeaf, type LeafWriter, type RingPage, SyncLeafWriter } from '../ssd/leaf-writer.js';
 import { Aggregate, type AggregateArray, newestLsnOf } from './aggregate-array.js';
-import type { Flank, FlankState } from './flank.js';
+import type { Flank, FlankState, OpenIndexNode } from './flank.js';
 import { MergeStep } from './merge.js';
 import { LeafFileRecovery } from './leaf-file-recovery.js';
 import { liveLeafOrder } from './rebuild.js';
 import { countRowsBelow } from '../query/leaf-search.js';
 import type { IndexNodeArray } from './index-node-array.js';
 import { NodeStorage, type NodeStorageKind, type NodeView } from './node-storage.js';
+import type { OpenNodeAggregates } from './open-node-aggregates.js';
 import type { NodeFile } from '../ssd/node-file.js';
 import { type RowLayout, type Timestamp, maxTimestamp, readLsn, writeLsn } from './row-layout.js';
 import type { TranslationArray } from './translation-array.js';
@@ -60,6 +62,8 @@ export interface TreeOptions {
 export interface TreeParts {
   readonly layout: RowLayout;
   readonly flank: Flank;
+  /** The open index nodes' running aggregates, in the flank file. */
+  readonly openNodeAggregates: OpenNodeAggregates;
   readonly nodes: IndexNodeArray;
   readonly leafAggregates: AggregateArray;
   readonly nodeAggregates: AggregateArray;
@@ -131,6 +135,8 @@ export class Tree {
   /** Times a leaf close wrote out ring leaves itself while the recovery ran (writeOutForRoom). */
   private writeOutsForRoom = 0;
   private readonly nodeStorage: NodeStorage;
+  /** Per level, the running aggregate this process last kept for its open node (addEntry). */
+  private readonly openNodeTotals: ({ readonly nodeId: number; readonly count: number; readonly crc: number; readonly aggregate: Aggregate } | undefined)[] = [];
   /** Leaves [durableLeaves, handedOff) are with the writer; [handedOff, openLeafId) still to hand over. */
   private handedOff: number;
   /** The I/O failure that made this tree read-only, if one did. */
@@ -335,6 +341,12 @@ export class Tree {
    */
   private publishNodes(): void {
     this.failOnIoError(() => this.nodeStorage.publish(this.state));
+  }
+
+  /** The running aggregate of the open node at `level` (1 = level 1) as the flank file keeps it, if the committed root record vouches for it. */
+  keptOpenNodeAggregate(level: number): Aggregate | undefined {
+    const open = this.state.levels[level - 1];
+    return open === undefined ? undefined : this.parts.openNodeAggregates.read(level - 1, open);
   }
 
   /** The sources a query walks, oldest data first. */
@@ -639,8 +651,9 @@ export class Tree {
     const live = liveLeafOrder(records);
     const next: FlankState = { ...this.state, seq: this.state.seq + 1, openLeafId: records.length, supersededLeaves: records.length - live.length, closedNewestLsn, levels: [], rebuilding: false };
     for (const leafId of live) {
-      this.addEntry(next, 0, leafAggregates.minTs(leafId), leafId);
-      next.closedEvents += leafAggregates.count(leafId);
+      const aggregate = leafAggregates.read(leafId, new Aggregate(this.layout.numeric.length));
+      this.addEntry(next, 0, leafId, aggregate);
+      next.closedEvents += aggregate.count;
     }
     flank.openPage(next.openLeafId);
     flank.commit(next);
@@ -682,7 +695,7 @@ export class Tree {
       closedNewestLsn: Math.max(this.closedNewestLsn(), newestLsnOf(this.layout, aggregate)),
       levels: this.state.levels.map((level) => ({ ...level })),
     };
-    this.addEntry(next, 0, aggregate.minTs, leafId);
+    this.addEntry(next, 0, leafId, aggregate);
     flank.openPage(leafId + 1);
     flank.commit(next);
     this.state = next;
@@ -701,17 +714,49 @@ export class Tree {
     }
   }
 
-  /** Adds child `child` (key = its smallest timestamp) to the open node at `level` (0 = level 1). */
-  private addEntry(next: FlankState, level: number, key: Timestamp, child: number): void {
-    const { nodes } = this.parts;
+  /**
+   * Adds child `child`, whose events `childAggregate` sums up, to the open node at `level` (0 =
+   * level 1), and keeps the node's running aggregate; a node that fills closes with it.
+   */
+  private addEntry(next: FlankState, level: number, child: number, childAggregate: Aggregate): void {
+    const { nodes, openNodeAggregates } = this.parts;
     if (next.levels.length === level) next.levels.push({ nodeId: this.newIndexNode(next, level + 1), count: 0 });
     const open = next.levels[level]!;
-    nodes.writeEntry(open.nodeId, open.count, key, child, level > 0);
+    nodes.writeEntry(open.nodeId, open.count, childAggregate.minTs, child, level > 0);
+    const total = new Aggregate(this.layout.numeric.length);
+    total.add(this.openNodeAggregate(open, level));
+    total.add(childAggregate);
     open.count++;
-    if (open.count < this.nodeFill) return;
-    const aggregate = this.closeIndexNode(open.nodeId, open.count, level + 1);
+    if (open.count < this.nodeFill) {
+      open.aggregateCrc = openNodeAggregates.keep(level, open.nodeId, open.count, total);
+      this.openNodeTotals[level] = { nodeId: open.nodeId, count: open.count, crc: open.aggregateCrc, aggregate: total };
+      return;
+    }
+    this.closeIndexNode(open.nodeId, open.count, total);
     next.levels[level] = { nodeId: this.newIndexNode(next, level + 1), count: 0 };
-    this.addEntry(next, level + 1, aggregate.minTs, open.nodeId);
+    this.addEntry(next, level + 1, open.nodeId, total);
+  }
+
+  /**
+   * The aggregates of open node `open`'s children: as this process last kept them, else as the
+   * committed root record vouches for their copy in PMem, else summed (after a merge rebuilt the
+   * node, or a crash took the copy). The copy's CRC ties each to the state being extended.
+   */
+  private openNodeAggregate(open: OpenIndexNode, level: number): Aggregate {
+    if (open.count === 0) return new Aggregate(this.layout.numeric.length);
+    const kept = this.openNodeTotals[level];
+    if (kept !== undefined && kept.nodeId === open.nodeId && kept.count === open.count && kept.crc === open.aggregateCrc) return kept.aggregate;
+    return this.parts.openNodeAggregates.read(level, open) ?? this.sumChildren(open.nodeId, open.count, level + 1);
+  }
+
+  /** The aggregates of the first `count` children of index node `nodeId` at `level`, from their slots. */
+  sumChildren(nodeId: number, count: number, level: number): Aggregate {
+    const { nodes } = this.parts;
+    const children = this.childAggregates(level);
+    const total = new Aggregate(this.layout.numeric.length);
+    const child = new Aggregate(this.layout.numeric.length);
+    for (let i = 0; i < count; i++) total.add(children.read(nodes.child(nodeId, i), child));
+    return total;
   }
 
   private newIndexNode(next: FlankState, level: number): number {
@@ -720,16 +765,11 @@ export class Tree {
     return id;
   }
 
-  /** Seals an index node: final count, then its aggregates from its children's. */
-  private closeIndexNode(nodeId: number, count: number, level: number): Aggregate {
+  /** Seals an index node: final count, then its aggregates (`total`, its children's). */
+  private closeIndexNode(nodeId: number, count: number, total: Aggregate): void {
     const { nodes, nodeAggregates } = this.parts;
-    const children = this.childAggregates(level);
-    const total = new Aggregate(this.layout.numeric.length);
-    const child = new Aggregate(this.layout.numeric.length);
-    for (let i = 0; i < count; i++) total.add(children.read(nodes.child(nodeId, i), child));
     nodes.close(nodeId, count);
     nodeAggregates.write(nodeId, total);
-    return total;
   }
 
   /** The ring page of `leafId` holds leaf leafId - ringPages, which must be durable before reuse. */
@@ -899,3 +939,4 @@ export class Tree {
     lineage: this.parts.flank.pageLineage(leafId),
   });
 }
+

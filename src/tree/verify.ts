@@ -1,8 +1,9 @@
 // verify(): walks every invariant of a stream's tree and reports each violation with its place,
 // instead of stopping at the first (TigerBeetle's verify(); SQLite's integrity_check).
 //   cheap: the index - key order, children's time spans in order, levels, every closed node's
-//          aggregates equal to its children's, event totals, and (SSD node storage) every closed
-//          node's copy in the node file equal to its PMem bytes;
+//          aggregates and every open node's kept running aggregate equal to its children's,
+//          event totals, and (SSD node storage) every closed node's copy in the node file equal
+//          to its PMem bytes;
 //   full:  also every leaf - translation slot valid, record intact, rows sorted, the leaf's
 //          aggregates equal to its rows, every event's lsn handed out once (no two events share
 //          one, none is past the newest: consumers rely on both).
@@ -40,7 +41,7 @@ class Verifier {
   run(): Violation[] {
     for (const source of this.tree.sources()) {
       if (source.kind === 'open-leaf') this.leaf(source.leafId, `open leaf ${source.leafId}`, true);
-      else this.indexNode(source.nodeId, source.level, source.count, `open index node ${source.nodeId}`);
+      else this.openIndexNode(source.nodeId, source.level, source.count);
     }
     this.check(this.events === this.tree.treeEvents, 'tree', `entries account for ${this.events} events, the tree counts ${this.tree.treeEvents}`);
     const kept = this.tree.keptClosedNewestLsn;
@@ -73,6 +74,14 @@ class Verifier {
       const previousTs = late.timestamp(previous);
       if (!this.check(previousTs < ts || (previousTs === ts && previous < slot), where, `indexed after slot ${previous} (ts ${previousTs}) though its ts is ${ts}`)) return;
     }
+  }
+
+  /** An open node's subtree, and the running aggregate the flank file keeps for it (when the root record vouches for one). */
+  private openIndexNode(nodeId: number, level: number, count: number): void {
+    const where = `open index node ${nodeId}`;
+    const children = this.indexNode(nodeId, level, count, where);
+    const kept = this.tree.keptOpenNodeAggregate(level);
+    if (kept !== undefined) this.compare(kept, children, `${where}'s running aggregate in the flank file`);
   }
 
   /** Checks a node's subtree and returns its aggregate, merged from its children's stored ones. */
