@@ -26,7 +26,7 @@ import type { OooQueue } from '../ooo/queue.js';
 import type { LeafSink, RecoveredLeaf } from '../ssd/leaf-file.js';
 import { type DurableLeaf, type LeafWriter, type RingPage, SyncLeafWriter } from '../ssd/leaf-writer.js';
 import { Aggregate, type AggregateArray, newestLsnOf } from './aggregate-array.js';
-import type { Flank, FlankState, OpenIndexNode } from './flank.js';
+import type { Flank, FlankState, Lineage, OpenIndexNode } from './flank.js';
 import { MergeStep } from './merge.js';
 import { LeafFileRecovery } from './leaf-file-recovery.js';
 import { liveLeafOrder } from './rebuild.js';
@@ -867,8 +867,15 @@ export class Tree {
     const { flank } = this.parts;
     const leafId = this.state.openLeafId;
     // A page with a lineage was written by a merge step whose commit never happened: the open
-    // leaf it was meant to replace is empty (a merge starts by closing it).
-    if (flank.pageLineage(leafId) !== undefined && flank.pageLeafId(leafId) === leafId) flank.openPage(leafId);
+    // leaf it was meant to replace is empty (a merge starts by closing it). The lineage has no
+    // checksum, so one that no merge step could have written is damage: emptying the page would
+    // drop its rows silently.
+    const lineage = flank.pageLineage(leafId);
+    if (lineage !== undefined && flank.pageLeafId(leafId) === leafId) {
+      const problem = lineageProblem(lineage, leafId, this.parts.queue.length);
+      if (problem !== undefined) throw new CorruptionError(flank.region.path, 0, `the open leaf ${leafId}'s ring page has a damaged lineage: ${problem}`);
+      flank.openPage(leafId);
+    }
     if (flank.pageLeafId(leafId) !== leafId) {
       throw new CorruptionError(flank.region.path, 0, `the open leaf ${leafId}'s ring page holds leaf ${flank.pageLeafId(leafId)}`);
     }
@@ -940,3 +947,10 @@ export class Tree {
   });
 }
 
+/** Why a merge step could not have written `lineage` into the page of leaf `leafId`, if it could not. */
+function lineageProblem(lineage: Lineage, leafId: number, queuedEvents: number): string | undefined {
+  if (queuedEvents === 0) return 'no late event is queued, so no merge was running';
+  if (lineage.replaces >= leafId) return `it replaces leaf ${lineage.replaces}, not an older one`;
+  if (lineage.parts === 0 || lineage.part >= lineage.parts) return `part ${lineage.part} of ${lineage.parts}`;
+  return undefined;
+}
