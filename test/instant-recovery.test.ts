@@ -1,7 +1,7 @@
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { afterAll, describe, expect, it } from 'vitest';
+import { afterAll, describe, expect, it, vi } from 'vitest';
 import { LeafCache } from '../src/cache/leaf-cache.js';
 import { CorruptionError } from '../src/errors.js';
 import { open } from '../src/index.js';
@@ -11,6 +11,7 @@ import { parseSchema } from '../src/schema.js';
 import { FaultyFile } from '../src/ssd/faulty-file.js';
 import { LeafFile } from '../src/ssd/leaf-file.js';
 import { Store } from '../src/store.js';
+import type { Tree } from '../src/tree/tree.js';
 import { Random } from '../src/util/random.js';
 import { STOCK, type StockEvent, StockModel, expectAggregatesClose } from './model.js';
 
@@ -303,6 +304,33 @@ describe('deferred leaf-file recovery', () => {
       }
       store.close();
     }
+  });
+
+  it("a kill with the open leaf full leaves its successor's ring page free: the first append closes it without the leaf file", async () => {
+    const options = { ...RING_OPTIONS, oooQueueBytes: 4096 };
+    const media = new SimulatedMedia();
+    const store = Store.openOn(media, options, RING_STORE);
+    const stream = store.createStream('stock', STOCK);
+    // The slack is kept while the leaf writer runs, which starts once open's recovery is done.
+    while (stream.stats().recoveringLeafFile) await new Promise((resolve) => setImmediate(resolve));
+    const tree = (store as unknown as { streamsByName: Map<string, { tree: Tree }> }).streamsByName.get('stock')!.tree;
+    const fileCalls = (['read', 'readInto', 'write', 'append', 'sync', 'truncate'] as const).map((method) => vi.spyOn(FaultyFile.prototype, method));
+    let kills = 0;
+    for (let seq = 0; kills < 24; seq++) {
+      stream.append(eventAt(seq, seq));
+      if ((tree as unknown as { openCount: number }).openCount < tree.leafFill) continue;
+      kills++;
+      const reopened = Store.openOn(media.restart(), options, RING_STORE);
+      const leaves = reopened.stream('stock').stats().leaves;
+      fileCalls.forEach((call) => call.mockClear());
+      reopened.stream('stock').append(eventAt(seq + 1, seq + 1));
+      expect(reopened.stream('stock').stats().leaves, `kill ${kills}: the append started a leaf`).toBe(leaves + 1);
+      expect(fileCalls.map((call) => call.mock.calls.length), `kill ${kills}: leaf-file calls of the first append`).toEqual([0, 0, 0, 0, 0, 0]);
+      expect(reopened.stream('stock').verify({ full: true })).toEqual([]);
+      reopened.close();
+    }
+    fileCalls.forEach((call) => call.mockRestore());
+    store.close();
   });
 
   it('a damaged ring page of a leaf only the ring holds fails the requests that need it, not open; a rebuild keeps the leaf file', () => {

@@ -10,7 +10,8 @@
 //
 // Persistence rule: a slot is written only after its record is durable on SSD (fdatasync
 // returned). Slots are persisted in batches of 32 (one 256-byte PMem block), and durableCount is
-// advanced and persisted after the batch; on a clean close the partial batch is persisted too.
+// advanced and persisted after the batch; on a clean close the partial batch is persisted too,
+// and so is it at a leaf close while the writer lags by the whole ring (tree.ts keepRingSlack).
 // Recovery trusts [0, durableCount) and rebuilds the rest by scanning the leaf file forward from
 // the end of record durableCount-1 (at most one batch plus the leaves that were never synced).
 
