@@ -45,7 +45,7 @@ function area(size = OpenNodeAggregates.fileBytes(GEOMETRY, LAYOUT)): { region: 
 describe('OpenNodeAggregates', () => {
   it('reads back the copy the root record vouches for, and only that one', () => {
     const { kept } = area();
-    const crc = kept.keep(2, 17, 5, aggregateOf(5, 100));
+    const crc = kept.keep(2, 17, 5, aggregateOf(5, 100), undefined);
     expect(kept.read(2, { nodeId: 17, count: 5, aggregateCrc: crc })).toEqual(aggregateOf(5, 100));
     expect(kept.read(2, { nodeId: 17, count: 5 }), 'no CRC vouched').toBeUndefined();
     expect(kept.read(2, { nodeId: 17, count: 5, aggregateCrc: crc ^ 1 }), 'another CRC vouched').toBeUndefined();
@@ -54,31 +54,40 @@ describe('OpenNodeAggregates', () => {
     expect(kept.read(1, { nodeId: 17, count: 5, aggregateCrc: crc }), 'another level').toBeUndefined();
   });
 
-  it('writes counts to alternate copies: the next count never overwrites the committed one', () => {
+  it('never overwrites the copy the committed record vouches for: the next count, or a node a merge builds', () => {
     const { kept } = area();
-    const committed = kept.keep(0, 4, 8, aggregateOf(8, 1));
-    kept.keep(0, 4, 9, aggregateOf(9, 2));
-    expect(kept.read(0, { nodeId: 4, count: 8, aggregateCrc: committed })).toEqual(aggregateOf(8, 1));
+    const committed = { nodeId: 4, count: 8, aggregateCrc: kept.keep(0, 4, 8, aggregateOf(8, 1), undefined) };
+    const next = { nodeId: 4, count: 9, aggregateCrc: kept.keep(0, 4, 9, aggregateOf(9, 2), committed) };
+    expect(kept.read(0, committed)).toEqual(aggregateOf(8, 1));
+    expect(kept.read(0, next)).toEqual(aggregateOf(9, 2));
+    // A merge step replaces node 4 by node 30 of 8 entries (the same count): committed until its commit.
+    const merged = { nodeId: 30, count: 8, aggregateCrc: kept.keep(0, 30, 8, aggregateOf(8, 7), committed) };
+    expect(kept.read(0, committed)).toEqual(aggregateOf(8, 1));
+    expect(kept.read(0, merged)).toEqual(aggregateOf(8, 7));
+    // Once it is committed, the next entry goes to the other copy.
+    kept.keep(0, 30, 9, aggregateOf(9, 8), merged);
+    expect(kept.read(0, merged)).toEqual(aggregateOf(8, 7));
   });
 
   it('refuses a torn or damaged copy, and a copy a crash left unpersisted', () => {
     const { region, kept } = area();
-    const crc = kept.keep(0, 4, 3, aggregateOf(3, 50));
+    const crc = kept.keep(0, 4, 3, aggregateOf(3, 50), undefined);
     const image = region.durableImage();
     const copyBytes = (OpenNodeAggregates.fileBytes(GEOMETRY, LAYOUT) - Flank.fileBytes(GEOMETRY)) / (MAX_LEVELS * 2);
-    image[Flank.fileBytes(GEOMETRY) + copyBytes + 8 + 16]! ^= 0x40; // level 1's copy 1 (count 3 is odd): one bit of its largest timestamp
+    image[Flank.fileBytes(GEOMETRY) + 8 + 16]! ^= 0x40; // level 1's copy 0 (nothing committed yet): one bit of its largest timestamp
+    expect(copyBytes).toBe(256);
     expect(OpenNodeAggregates.open(SimulatedRegion.fromImage('f', image), GEOMETRY, LAYOUT).read(0, { nodeId: 4, count: 3, aggregateCrc: crc })).toBeUndefined();
     const unpersisted = SimulatedRegion.create('flank', OpenNodeAggregates.fileBytes(GEOMETRY, LAYOUT));
     vi.spyOn(unpersisted, 'persist').mockImplementation(() => {});
-    const lost = OpenNodeAggregates.open(unpersisted, GEOMETRY, LAYOUT).keep(0, 4, 3, aggregateOf(3, 50));
+    const lost = OpenNodeAggregates.open(unpersisted, GEOMETRY, LAYOUT).keep(0, 4, 3, aggregateOf(3, 50), undefined);
     expect(OpenNodeAggregates.open(SimulatedRegion.fromImage('f', unpersisted.crash(1)), GEOMETRY, LAYOUT).read(0, { nodeId: 4, count: 3, aggregateCrc: lost })).toBeUndefined();
   });
 
   it('keeps nothing in a flank file of an older store (no area after the ring), yet vouches consistently', () => {
     const { region, kept } = area(Flank.fileBytes(GEOMETRY));
     expect(kept.kept).toBe(false);
-    const crc = kept.keep(0, 4, 3, aggregateOf(3, 50));
-    expect(kept.keep(0, 4, 3, aggregateOf(3, 50))).toBe(crc);
+    const crc = kept.keep(0, 4, 3, aggregateOf(3, 50), undefined);
+    expect(kept.keep(0, 4, 3, aggregateOf(3, 50), { nodeId: 4, count: 3, aggregateCrc: crc })).toBe(crc);
     expect(kept.read(0, { nodeId: 4, count: 3, aggregateCrc: crc })).toBeUndefined();
     expect(region.durableImage().every((byte) => byte === 0)).toBe(true);
   });
@@ -164,6 +173,38 @@ describe('closing an index node after reopen', () => {
     }
   });
 
+  it('keeps the running aggregate of an open node a merge rebuilt: the first close after reopen reads no child slot', () => {
+    const media = new SimulatedMedia();
+    const store = Store.openOn(media, OPTIONS, FRESH);
+    const stream = store.createStream('stock', STOCK);
+    const tree = treeOf(store);
+    const model = new StockModel();
+    const add = (event: StockEvent) => {
+      stream.append(event);
+      model.append(event);
+    };
+    let seq = 0;
+    while (tree.leafCount < NODE_FILL + 12) add(eventAt(seq++));
+    for (let late = 0; late < 5; late++) add({ ...eventAt(seq - 5 * LEAF_FILL + late * 7), seq: seq++ }); // into leaves under the open level-1 node
+    const before = internals(tree).state.levels[0]!;
+    stream.mergeLateEvents();
+    const rebuilt = internals(tree).state.levels[0]!;
+    expect(rebuilt.nodeId, 'the merge rebuilt the level-1 open node').not.toBe(before.nodeId);
+    // Fill the fresh open leaf without closing it: no leaf close extends the rebuilt node before the restart.
+    for (let i = 0; i < LEAF_FILL; i++) add(eventAt(seq++));
+    expect(internals(tree).state.levels[0]).toBe(rebuilt);
+    store.close();
+    const reopened = Store.openOn(media.restart(), OPTIONS, FRESH);
+    const read = vi.spyOn(treeOf(reopened).parts.leafAggregates, 'read');
+    const event = eventAt(seq++);
+    reopened.stream('stock').append(event);
+    model.append(event);
+    expect(read.mock.calls.length).toBe(0);
+    read.mockRestore();
+    expectLikeModel(reopened, model);
+    reopened.close();
+  });
+
   it('uses what the copy holds: verify() reports a wrong one, and then the node it closes', () => {
     const { media, appended } = storeBeforeNodeClose();
     const store = Store.openOn(media, OPTIONS, FRESH);
@@ -171,7 +212,7 @@ describe('closing an index node after reopen', () => {
     const open = internals(tree).state.levels[0]!;
     const wrong = tree.sumChildren(open.nodeId, open.count, 1);
     wrong.sum[0]! += 1000;
-    open.aggregateCrc = tree.parts.openNodeAggregates.keep(0, open.nodeId, open.count, wrong);
+    open.aggregateCrc = tree.parts.openNodeAggregates.keep(0, open.nodeId, open.count, wrong, undefined);
     const stream = store.stream('stock');
     expect(stream.verify().map((v) => v.where)).toEqual([`open index node ${open.nodeId}'s running aggregate in the flank file`]);
     stream.append(eventAt(appended));

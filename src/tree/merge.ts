@@ -58,7 +58,8 @@ export class MergeStep {
 
   constructor(
     private readonly host: MergeHost,
-    committed: FlankState,
+    /** The root record this step builds on: what it must not overwrite. */
+    private readonly committed: FlankState,
     private readonly events: MergeEvents,
     start: number,
     maxNewLeaves: number,
@@ -182,15 +183,32 @@ export class MergeStep {
 
   /** A new closed index node at `level` holding `entries`: entries, count, aggregates persisted. */
   private closedNode(entries: readonly Entry[], level: number): Entry {
-    const { nodes, nodeAggregates, layout } = this.host.parts;
+    const { nodes, nodeAggregates } = this.host.parts;
     const id = this.newIndexNode(level, entries);
     nodes.close(id, entries.length);
-    const total = new Aggregate(layout.numeric.length);
-    const child = new Aggregate(layout.numeric.length);
-    const children = this.host.childAggregates(level);
-    for (const entry of entries) total.add(children.read(entry.child, child));
+    const total = this.sumOf(entries, level);
     nodeAggregates.write(id, total);
     return { key: total.minTs, child: id };
+  }
+
+  /**
+   * A new open node at `level` holding `entries`, with its running aggregate kept in the flank
+   * file (open-node-aggregates.ts), so that the first close after a crash does not sum them.
+   */
+  private openNode(entries: readonly Entry[], level: number): OpenIndexNode {
+    const nodeId = this.newIndexNode(level, entries);
+    if (entries.length === 0) return { nodeId, count: 0 };
+    const total = this.sumOf(entries, level);
+    return { nodeId, count: entries.length, aggregateCrc: this.host.parts.openNodeAggregates.keep(level - 1, nodeId, entries.length, total, this.committed.levels[level - 1]) };
+  }
+
+  /** The aggregates of `entries`' children, nodes at `level`. */
+  private sumOf(entries: readonly Entry[], level: number): Aggregate {
+    const total = new Aggregate(this.host.parts.layout.numeric.length);
+    const child = new Aggregate(this.host.parts.layout.numeric.length);
+    const children = this.host.childAggregates(level);
+    for (const entry of entries) total.add(children.read(entry.child, child));
+    return total;
   }
 
   private newIndexNode(level: number, entries: readonly Entry[]): number {
@@ -220,8 +238,7 @@ export class MergeStep {
       carry = [];
       let first = 0;
       for (; entries.length - first >= this.host.nodeFill; first += this.host.nodeFill) carry.push(this.closedNode(entries.slice(first, first + this.host.nodeFill), l));
-      const rest = entries.slice(first);
-      levels.push({ nodeId: this.newIndexNode(l, rest), count: rest.length });
+      levels.push(this.openNode(entries.slice(first), l));
     }
     this.next.levels = levels;
   }

@@ -4,17 +4,17 @@
 // the interpreter) made the first append that closed a node take ~1.2 ms.
 //
 // Area at Flank.fileBytes(geometry) (the end of the ring pages), MAX_LEVELS x 2 copies x copyBytes,
-// level 1 first; copy = entries covered mod 2; copyBytes = 8 + slot bytes, rounded up to 64:
+// level 1 first; copyBytes = 8 + slot bytes, rounded up to 64:
 //   0   u32  open index-node id
 //   4   u32  entries covered (its first `count` children)
 //   8   the aggregates of those children, in the aggregate array's slot layout (aggregate-array.ts)
-// Persistence rule: the copy for (node, count) is written and persisted before the root record
-// that commits `count` entries for that node, and that record keeps the copy's CRC-32 per level
-// (flank.ts, offset 160). A copy is read back only when the committed record vouches for it: a
-// torn copy, or one written for a commit a crash took, fails the CRC, and the node's children are
-// summed instead (so the copy of the previous count - the other one - is never needed). Flank
-// files created before this area existed end after the ring: their records vouch for CRCs of
-// copies that are nowhere, and every first close after open sums.
+// Persistence rule: the copy for (node, count) is written into the level's copy that the
+// committed root record does not vouch for, and persisted, before the root record that commits
+// `count` entries for that node; that record keeps the copy's CRC-32 per level (flank.ts, offset
+// 160). A copy is read back only when the committed record vouches for it (node id, count and CRC
+// match): a torn copy, or one written for a commit a crash took, is not, and the node's children
+// are summed instead. Flank files created before this area existed end after the ring: their
+// records vouch for CRCs of copies that are nowhere, and every first close after open sums.
 
 import { crc32 } from 'node:zlib';
 import { invariant } from '../errors.js';
@@ -61,11 +61,12 @@ export class OpenNodeAggregates {
 
   /**
    * Writes and persists the aggregates of the first `count` children of open node `nodeId` at
-   * `level` (0 = level 1); returns the CRC the committing root record must keep for the level.
+   * `level` (0 = level 1) into the copy that `committed` - the level's open node in the committed
+   * root record - does not use; returns the CRC the committing root record must keep for the level.
    */
-  keep(level: number, nodeId: number, count: number, aggregate: Aggregate): number {
+  keep(level: number, nodeId: number, count: number, aggregate: Aggregate, committed: OpenIndexNode | undefined): number {
     invariant(level < MAX_LEVELS && count > 0, () => `no open-node aggregate copy for level ${level + 1}, count ${count}`);
-    const at = this.copyOffset(level, count);
+    const at = this.copyOffset(level, committed !== undefined && this.holds(this.copyOffset(level, 0), committed) ? 1 : 0);
     this.view.setUint32(at + NODE_ID_OFFSET, nodeId, true);
     this.view.setUint32(at + COUNT_OFFSET, count, true);
     writeAggregateSlot(this.layout, this.view, at + SLOT_OFFSET, aggregate);
@@ -75,15 +76,23 @@ export class OpenNodeAggregates {
 
   /** The aggregates kept for `open` at `level`, if the committed record vouches for its copy. */
   read(level: number, open: OpenIndexNode): Aggregate | undefined {
-    if (!this.inFile || open.aggregateCrc === undefined || level >= MAX_LEVELS) return undefined;
-    const at = this.copyOffset(level, open.count);
-    if (this.view.getUint32(at + NODE_ID_OFFSET, true) !== open.nodeId || this.view.getUint32(at + COUNT_OFFSET, true) !== open.count) return undefined;
-    if (this.crcAt(at) !== open.aggregateCrc) return undefined;
-    return readAggregateSlot(this.layout, this.view, at + SLOT_OFFSET, new Aggregate(this.layout.numeric.length));
+    if (!this.inFile || level >= MAX_LEVELS) return undefined;
+    for (let copy = 0; copy < COPIES; copy++) {
+      const at = this.copyOffset(level, copy);
+      if (this.holds(at, open)) return readAggregateSlot(this.layout, this.view, at + SLOT_OFFSET, new Aggregate(this.layout.numeric.length));
+    }
+    return undefined;
   }
 
-  private copyOffset(level: number, count: number): number {
-    return this.inFile ? (level * COPIES + (count % COPIES)) * this.copyBytes : (count % COPIES) * this.copyBytes;
+  /** Whether the copy at `at` is the one `open` vouches for. */
+  private holds(at: number, open: OpenIndexNode): boolean {
+    if (open.aggregateCrc === undefined || this.view.getUint32(at + NODE_ID_OFFSET, true) !== open.nodeId || this.view.getUint32(at + COUNT_OFFSET, true) !== open.count) return false;
+    return this.crcAt(at) === open.aggregateCrc;
+  }
+
+  /** Where copy `copy` of `level` lies in the view (the DRAM stand-in holds one level). */
+  private copyOffset(level: number, copy: number): number {
+    return ((this.inFile ? level * COPIES : 0) + copy) * this.copyBytes;
   }
 
   private crcAt(at: number): number {

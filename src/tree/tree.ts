@@ -728,7 +728,7 @@ export class Tree {
     total.add(childAggregate);
     open.count++;
     if (open.count < this.nodeFill) {
-      open.aggregateCrc = openNodeAggregates.keep(level, open.nodeId, open.count, total);
+      open.aggregateCrc = openNodeAggregates.keep(level, open.nodeId, open.count, total, this.state.levels[level]);
       this.openNodeTotals[level] = { nodeId: open.nodeId, count: open.count, crc: open.aggregateCrc, aggregate: total };
       return;
     }
@@ -739,8 +739,9 @@ export class Tree {
 
   /**
    * The aggregates of open node `open`'s children: as this process last kept them, else as the
-   * committed root record vouches for their copy in PMem, else summed (after a merge rebuilt the
-   * node, or a crash took the copy). The copy's CRC ties each to the state being extended.
+   * committed root record vouches for their copy in PMem (merge steps keep one for the open nodes
+   * they build too), else summed (a crash took the copy, or the file predates the area). The
+   * copy's CRC ties each to the state being extended.
    */
   private openNodeAggregate(open: OpenIndexNode, level: number): Aggregate {
     if (open.count === 0) return new Aggregate(this.layout.numeric.length);
