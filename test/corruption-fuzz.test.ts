@@ -97,6 +97,13 @@ describe('corruption fuzzing', () => {
       bytes[256 + 2]! ^= 0x04;
       return bytes;
     }, /acknowledged word names generation/);
+    // The queue's generation one up (one bit flip from an even one): it would read as emptied, its
+    // acknowledged events gone; the tree's merge cursor never took them.
+    refuse('stream-0.ooo', (bytes) => {
+      const view = new DataView(bytes.buffer);
+      view.setUint32(256, view.getUint32(256, true) + 1, true);
+      return bytes;
+    }, /reads as emptied .* never merged/);
     // A translation file cut inside its state block.
     refuse('stream-0.translation', (bytes) => bytes.slice(0, 384), /shorter than its header and state block/);
     // A durable leaf's translation slot zeroed: refused when read, not an invariant failure.

@@ -53,7 +53,9 @@
 //     (a torn pair over-covers at worst: the newest timestamp of more valid slots than it says);
 //   * emptying the queue (after a merge) stores generation + 1 and trusted count 0 in one word:
 //     every older slot then fails its check word, whatever bytes it still holds, and every run
-//     is of an older generation than the runs word must name.
+//     is of an older generation than the runs word must name. The acknowledged word keeps the
+//     old generation's count until the next insert: the tree checks that its merge cursor
+//     covered those events (a one-bit flip turns generation g into g + 1 too).
 // A slot past the end therefore never verifies (old generation, zero, or torn), and the valid
 // slots are exactly a prefix of the file.
 
@@ -172,6 +174,11 @@ export class OooQueue {
   private sorted: number;
   /** The newest timestamp in the queue's valid slots (undefined when empty). */
   private newest: Timestamp | undefined;
+  /**
+   * Slots the previous generation had acknowledged, when the queue was emptied since and nothing
+   * was inserted after (0 otherwise): a merge must have taken them (Tree checks its cursor).
+   */
+  acknowledgedBeforeEmptying = 0;
   /** Two buffers the merges of runs alternate between (see scratch()). */
   private readonly scratchBuffers: (SortedSlots | undefined)[] = [undefined, undefined];
 
@@ -244,6 +251,10 @@ export class OooQueue {
 
   get bytesUsed(): number {
     return this.array.region.size;
+  }
+
+  get path(): string {
+    return this.array.region.path;
   }
 
   /** The current view of the file (re-fetch after an insert: the file may have grown). */
@@ -528,6 +539,7 @@ export class OooQueue {
       throw new CorruptionError(this.array.region.path, GENERATION_OFFSET, `out-of-order queue: generation ${this.generationNumber}, but its acknowledged word names generation ${acknowledgedGeneration}`);
     }
     const acknowledged = acknowledgedGeneration === this.generationNumber ? view.getUint32(ACKNOWLEDGED_OFFSET, true) : 0;
+    if (acknowledgedGeneration !== this.generationNumber) this.acknowledgedBeforeEmptying = view.getUint32(ACKNOWLEDGED_OFFSET, true);
     if (acknowledged > fileSlots) throw new CorruptionError(this.array.region.path, ACKNOWLEDGED_OFFSET, `out-of-order queue: ${acknowledged} acknowledged slots, the file holds ${fileSlots}`);
     // The trusted count is raised only after the slots below it were acknowledged.
     if (this.trusted > acknowledged) throw new CorruptionError(this.array.region.path, TRUSTED_OFFSET, `out-of-order queue: ${this.trusted} trusted slots, but only ${acknowledged} acknowledged`);

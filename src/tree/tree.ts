@@ -589,8 +589,21 @@ export class Tree {
    * all merged is emptied.
    */
   private settleLateQueue(): void {
+    this.checkQueueEmptying();
     if (this.late.mergeInterrupted(this.state.mergeCursor)) this.mergePending = true;
     else if (this.late.queue.length > 0 && this.late.size === 0) this.late.reset();
+  }
+
+  /**
+   * A queue that reads as emptied since its last insert was emptied after a merge took all its
+   * events - and that merge's cursor, of the previous generation, is committed. Else its generation
+   * word was damaged (one bit turns g into g + 1, and the queue would read as empty).
+   */
+  private checkQueueEmptying(): void {
+    const { queue } = this.parts;
+    const acknowledged = queue.acknowledgedBeforeEmptying;
+    if (acknowledged === 0 || this.state.mergeCursor.generation === queue.generation - 1) return;
+    throw new CorruptionError(queue.path, 0, `the out-of-order queue reads as emptied (generation ${queue.generation}), but the ${acknowledged} late events acknowledged before were never merged (the tree's merge cursor names generation ${this.state.mergeCursor.generation}): its generation word is damaged`);
   }
 
   private get closedNewest(): Timestamp | undefined {

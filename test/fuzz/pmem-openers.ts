@@ -42,7 +42,7 @@ const FILE_SUFFIX: Record<PmemKind, string> = { flank: 'flank', nodes: 'nodes', 
 export const pmemFileName = (kind: PmemKind) => `stream-${STREAM}.${FILE_SUFFIX[kind]}`;
 
 /** Reads a file of `kind` as open() and queries would; its result is compared with the original's. */
-function read(kind: PmemKind, bytes: Uint8Array, built: BuiltStore, shape: { leaves: number; nodes: number }): Decoded[PmemKind] {
+function read(kind: PmemKind, bytes: Uint8Array, built: BuiltStore, shape: { leaves: number; nodes: number; cursorGeneration: number }): Decoded[PmemKind] {
   const region = SimulatedRegion.fromImage(pmemFileName(kind), wholeWords(bytes));
   const id = built.id;
   try {
@@ -73,6 +73,8 @@ function read(kind: PmemKind, bytes: Uint8Array, built: BuiltStore, shape: { lea
       }
       case 'queue': {
         const queue = OooQueue.open(region, layout, id, STREAM, FUZZ_OPTIONS.oooQueueBytes);
+        // As the tree's open does (checkQueueEmptying): an emptying needs the merge that took its events.
+        if (queue.acknowledgedBeforeEmptying > 0 && shape.cursorGeneration !== queue.generation - 1) throw new CorruptionError(region.path, 0, 'emptied, never merged');
         const rows = Array.from({ length: queue.length }, (_, slot) => new Uint8Array(queue.view.buffer, queue.rowOffset(slot), layout.rowBytes).slice());
         for (const run of queue.sortedRuns()) for (let i = 0; i < run.length; i++) queue.runSlot(run, i);
         return { length: queue.length, rows, sortedBlocks: queue.sortedBlocks };
@@ -92,7 +94,7 @@ export function pmemTargets(built: BuiltStore): Record<PmemKind, { original: Uin
   const flankBytes = fileBytes(built.media, pmemFileName('flank'));
   const flank = Flank.open(SimulatedRegion.fromImage('flank', flankBytes), geometry, built.id, STREAM);
   const newest = flank.readState();
-  const shape = { leaves: newest.openLeafId, nodes: newest.nextIndexNodeId };
+  const shape = { leaves: newest.openLeafId, nodes: newest.nextIndexNodeId, cursorGeneration: newest.mergeCursor.generation };
   const originals = Object.fromEntries(PMEM_KINDS.map((kind) => [kind, fileBytes(built.media, pmemFileName(kind))])) as Record<PmemKind, Uint8Array>;
   const decoded = Object.fromEntries(PMEM_KINDS.map((kind) => [kind, read(kind, originals[kind], built, shape)])) as unknown as Decoded;
   // The older root record copy is a legitimate answer of the flank alone (the tree refuses it when rows follow it).
