@@ -174,11 +174,8 @@ export class OooQueue {
   private sorted: number;
   /** The newest timestamp in the queue's valid slots (undefined when empty). */
   private newest: Timestamp | undefined;
-  /**
-   * Slots the previous generation had acknowledged, when the queue was emptied since and nothing
-   * was inserted after (0 otherwise): a merge must have taken them (Tree checks its cursor).
-   */
-  acknowledgedBeforeEmptying = 0;
+  /** See acknowledgedBeforeEmptying; found by recover(). */
+  private acknowledgedByPreviousGeneration = 0;
   /** Two buffers the merges of runs alternate between (see scratch()). */
   private readonly scratchBuffers: (SortedSlots | undefined)[] = [undefined, undefined];
 
@@ -255,6 +252,14 @@ export class OooQueue {
 
   get path(): string {
     return this.array.region.path;
+  }
+
+  /**
+   * Slots the previous generation had acknowledged, when the queue was emptied since and nothing
+   * was inserted after (0 otherwise): a merge must have taken them (Tree checks its cursor).
+   */
+  get acknowledgedBeforeEmptying(): number {
+    return this.acknowledgedByPreviousGeneration;
   }
 
   /** The current view of the file (re-fetch after an insert: the file may have grown). */
@@ -539,7 +544,7 @@ export class OooQueue {
       throw new CorruptionError(this.array.region.path, GENERATION_OFFSET, `out-of-order queue: generation ${this.generationNumber}, but its acknowledged word names generation ${acknowledgedGeneration}`);
     }
     const acknowledged = acknowledgedGeneration === this.generationNumber ? view.getUint32(ACKNOWLEDGED_OFFSET, true) : 0;
-    if (acknowledgedGeneration !== this.generationNumber) this.acknowledgedBeforeEmptying = view.getUint32(ACKNOWLEDGED_OFFSET, true);
+    if (acknowledgedGeneration !== this.generationNumber) this.acknowledgedByPreviousGeneration = view.getUint32(ACKNOWLEDGED_OFFSET, true);
     if (acknowledged > fileSlots) throw new CorruptionError(this.array.region.path, ACKNOWLEDGED_OFFSET, `out-of-order queue: ${acknowledged} acknowledged slots, the file holds ${fileSlots}`);
     // The trusted count is raised only after the slots below it were acknowledged.
     if (this.trusted > acknowledged) throw new CorruptionError(this.array.region.path, TRUSTED_OFFSET, `out-of-order queue: ${this.trusted} trusted slots, but only ${acknowledged} acknowledged`);

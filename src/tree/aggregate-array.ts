@@ -133,6 +133,14 @@ export class AggregateArray {
     return readAggregateSlot(this.layout, this.array.view, this.array.slotOffset(id), into);
   }
 
+  /** The aggregates of the nodes `ids` together. */
+  sum(ids: Iterable<number>): Aggregate {
+    const total = new Aggregate(this.layout.numeric.length);
+    const one = new Aggregate(this.layout.numeric.length);
+    for (const id of ids) total.add(this.read(id, one));
+    return total;
+  }
+
   /** Node `id`'s slot bytes (a view), for a copy kept elsewhere (node-file.ts). */
   slotBytes(id: number): Uint8Array {
     const at = this.array.slotOffset(id);

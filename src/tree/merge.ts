@@ -204,11 +204,7 @@ export class MergeStep {
 
   /** The aggregates of `entries`' children, nodes at `level`. */
   private sumOf(entries: readonly Entry[], level: number): Aggregate {
-    const total = new Aggregate(this.host.parts.layout.numeric.length);
-    const child = new Aggregate(this.host.parts.layout.numeric.length);
-    const children = this.host.childAggregates(level);
-    for (const entry of entries) total.add(children.read(entry.child, child));
-    return total;
+    return this.host.childAggregates(level).sum(entries.map((entry) => entry.child));
   }
 
   private newIndexNode(level: number, entries: readonly Entry[]): number {

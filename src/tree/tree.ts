@@ -766,11 +766,7 @@ export class Tree {
   /** The aggregates of the first `count` children of index node `nodeId` at `level`, from their slots. */
   sumChildren(nodeId: number, count: number, level: number): Aggregate {
     const { nodes } = this.parts;
-    const children = this.childAggregates(level);
-    const total = new Aggregate(this.layout.numeric.length);
-    const child = new Aggregate(this.layout.numeric.length);
-    for (let i = 0; i < count; i++) total.add(children.read(nodes.child(nodeId, i), child));
-    return total;
+    return this.childAggregates(level).sum(Array.from({ length: count }, (_, i) => nodes.child(nodeId, i)));
   }
 
   private newIndexNode(next: FlankState, level: number): number {
