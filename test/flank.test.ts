@@ -25,13 +25,14 @@ function state(seq: number): FlankState {
     // Records of older stores do not keep it: undefined must survive a round trip as undefined.
     closedNewestLsn: seq % 4 === 2 ? undefined : seq * 977,
     rebuilding: seq % 3 === 1,
+    seededPages: seq % 2 === 0,
   };
 }
 
 describe('Flank', () => {
   it('starts with an empty leaf 0 and commits a root record that reopens', () => {
     const { region, flank } = fresh();
-    expect(flank.readState()).toEqual({ seq: 0, openLeafId: 0, nextIndexNodeId: 0, closedEvents: 0, levels: [], mergeCursor: NO_MERGE_CURSOR, supersededLeaves: 0, closedNewestLsn: 0, rebuilding: false });
+    expect(flank.readState()).toEqual({ seq: 0, openLeafId: 0, nextIndexNodeId: 0, closedEvents: 0, levels: [], mergeCursor: NO_MERGE_CURSOR, supersededLeaves: 0, closedNewestLsn: 0, rebuilding: false, seededPages: true });
     expect(flank.pageLeafId(0)).toBe(0);
     expect(flank.pageCount(0)).toBe(0);
     flank.commit(state(1));
@@ -84,6 +85,22 @@ describe('Flank', () => {
     words().setUint32(header, 20, true);
     rows[5 * GEOMETRY.rowBytes + 3]! ^= 4; // a flipped bit in a durable row
     expect(() => flank.verifiedCount(0)).toThrow(CorruptionError);
+  });
+
+  it('refuses a page header zeroed by damage when every page is seeded: leaf 0 would read as empty', () => {
+    const { region, flank } = fresh();
+    new Uint8Array(flank.buffer).fill(0x5a, flank.rowsOffset(0), flank.rowsOffset(0) + 3 * GEOMETRY.rowBytes);
+    flank.persistRows(0, 0, 3);
+    const zeroHeader = (bytes: Uint8Array) => bytes.fill(0, 1024, 1024 + 24);
+    const damaged = Flank.open(SimulatedRegion.fromImage('f', zeroHeader(region.durableImage())), GEOMETRY, STORE, 0);
+    expect(damaged.readState().seededPages).toBe(true);
+    expect(damaged.pageLeafId(0)).toBe(0);
+    expect(() => damaged.verifiedCount(0)).toThrow(/lacks the seed mark/);
+    // A flank of an older store (pages opened before the mark): such a header is an empty page of its time.
+    flank.commit({ ...flank.readState(), seq: 1, seededPages: false });
+    const older = Flank.open(SimulatedRegion.fromImage('f', zeroHeader(region.durableImage())), GEOMETRY, STORE, 0);
+    expect(older.readState().seededPages).toBe(false);
+    expect(older.verifiedCount(0)).toBe(0);
   });
 
   it('property: a crash during any commit sequence leaves a committed state, never a torn one', () => {

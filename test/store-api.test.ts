@@ -150,6 +150,19 @@ describe('store API', () => {
     rebuilt.close();
   });
 
+  it("refuses a first leaf whose page header damage zeroed, instead of reading its flushed rows as none", () => {
+    const { dir, pmemDir } = dirs();
+    const db = open(dir, { pmemDir, nodeSize: 1024 });
+    db.createStream('stock', STOCK).appendBatch(Array.from({ length: 5 }, (_, i) => event(i)));
+    db.close();
+    const [storeDir] = readdirSync(pmemDir);
+    const flank = join(pmemDir, storeDir!, 'stream-0.flank');
+    const bytes = readFileSync(flank);
+    bytes.fill(0, 1024, 1024 + 24); // leaf 0's page header: count, CRC, leaf id, seed mark, lineage
+    writeFileSync(flank, bytes);
+    expect(() => open(dir, { pmemDir })).toThrow(/leaf 0's page header is damaged/);
+  });
+
   it('reports the events a rebuild could not bring back when the damaged PMem files still count them', () => {
     const { dir, pmemDir } = dirs();
     const db = open(dir, { pmemDir, nodeSize: 1024 });

@@ -16,7 +16,9 @@
 //   16  u32  next index-node id
 //   20  u32  flags: bit 0 = a rebuild from SSD is adopting the leaf file (ordinary opens refuse);
 //            bit 1 = the closed leaves' newest lsn (offset 152) is kept (records written before
-//            it was introduced lack it: the tree then finds it from the open nodes' aggregates)
+//            it was introduced lack it: the tree then finds it from the open nodes' aggregates);
+//            bit 2 = every page carries the seed mark (page offset 12; set at creation since
+//            the mark exists): a page without it is damaged
 //   24  f64  events in closed leaves
 //   32  12 x { u32 open index-node id, u32 its committed entry count }, level 1 first
 //   128 u32  merge cursor: out-of-order queue generation it refers to (0 = none)
@@ -70,6 +72,7 @@ const FLAGS_OFFSET = NEXT_NODE_OFFSET + 4;
 const CLOSED_EVENTS_OFFSET = NEXT_NODE_OFFSET + 8;
 const REBUILDING_FLAG = 1;
 const CLOSED_LSN_FLAG = 2;
+const SEEDED_PAGES_FLAG = 4;
 const LEVELS_OFFSET = CLOSED_EVENTS_OFFSET + 8;
 const LEVEL_BYTES = 8;
 const CURSOR_GENERATION_OFFSET = LEVELS_OFFSET + MAX_LEVELS * LEVEL_BYTES;
@@ -136,6 +139,12 @@ export interface FlankState {
    * (recovery would cut the leaf file to match it).
    */
   rebuilding: boolean;
+  /**
+   * Every page this flank opened carries the seed mark (set by flanks created since the mark
+   * exists): a page header without it is damage. False in older flanks, whose pages opened before
+   * the mark keep CRC chains that start at 0 - there a wholly zeroed header of leaf 0 reads as empty.
+   */
+  seededPages: boolean;
 }
 
 export interface FlankGeometry {
@@ -149,6 +158,8 @@ export class Flank {
   private words: Uint32Array;
   /** The header and both root records as open read them: readState() parses them until the first commit. */
   private headAtOpen: DataView | undefined;
+  /** FlankState.seededPages of the root record read or committed last (verifiedCount holds pages to it). */
+  private seededPages = false;
 
   private constructor(
     readonly region: PmemRegion,
@@ -169,7 +180,7 @@ export class Flank {
     writeFileHeader(region, identity(geometry, storeId, streamId));
     const flank = new Flank(region, geometry);
     flank.openPage(0);
-    flank.commit({ seq: 0, openLeafId: 0, nextIndexNodeId: 0, closedEvents: 0, levels: [], mergeCursor: NO_MERGE_CURSOR, supersededLeaves: 0, closedNewestLsn: 0, rebuilding });
+    flank.commit({ seq: 0, openLeafId: 0, nextIndexNodeId: 0, closedEvents: 0, levels: [], mergeCursor: NO_MERGE_CURSOR, supersededLeaves: 0, closedNewestLsn: 0, rebuilding, seededPages: true });
     return flank;
   }
 
@@ -207,6 +218,7 @@ export class Flank {
     const candidates = [0, 1].map((copy) => this.readRecord(copy)).filter((s): s is FlankState => s !== undefined);
     const newest = candidates.sort((a, b) => b.seq - a.seq)[0];
     if (newest === undefined) throw new CorruptionError(this.region.path, ROOT_RECORD_OFFSET, 'no root record copy verifies');
+    this.seededPages = newest.seededPages;
     return newest;
   }
 
@@ -222,7 +234,7 @@ export class Flank {
     view.setUint32(at + OPEN_LEAF_OFFSET, state.openLeafId, true);
     view.setUint32(at + HEIGHT_OFFSET, state.levels.length, true);
     view.setUint32(at + NEXT_NODE_OFFSET, state.nextIndexNodeId, true);
-    view.setUint32(at + FLAGS_OFFSET, (state.rebuilding ? REBUILDING_FLAG : 0) | (state.closedNewestLsn !== undefined ? CLOSED_LSN_FLAG : 0), true);
+    view.setUint32(at + FLAGS_OFFSET, (state.rebuilding ? REBUILDING_FLAG : 0) | (state.closedNewestLsn !== undefined ? CLOSED_LSN_FLAG : 0) | (state.seededPages ? SEEDED_PAGES_FLAG : 0), true);
     view.setFloat64(at + CLOSED_EVENTS_OFFSET, state.closedEvents, true);
     state.levels.forEach((level, i) => {
       view.setUint32(at + LEVELS_OFFSET + i * LEVEL_BYTES, level.nodeId, true);
@@ -236,6 +248,7 @@ export class Flank {
     view.setFloat64(at + CLOSED_LSN_OFFSET, state.closedNewestLsn ?? 0, true);
     view.setUint32(at + RECORD_CRC_OFFSET, crc32(bytes.subarray(0, RECORD_CRC_OFFSET)), true);
     this.region.persist(at, ROOT_RECORD_BYTES);
+    this.seededPages = state.seededPages;
   }
 
   /** Resets the page of `leafId` to hold that leaf, empty, with its lineage; persisted. */
@@ -296,7 +309,12 @@ export class Flank {
     const stored = this.words[(header + PAGE_CRC_OFFSET) >>> 2]!;
     const rowBytes = this.geometry.rowBytes;
     const rows = new Uint8Array(this.region.buffer, this.rowsOffset(leafId), this.pageCapacity * rowBytes);
-    const seed = this.words[(header + PAGE_SEEDED_OFFSET) >>> 2] === 1 ? pageCrcSeed(leafId) : 0;
+    const seeded = this.words[(header + PAGE_SEEDED_OFFSET) >>> 2] === 1;
+    if (!seeded && this.seededPages) {
+      // Zeroed, the header of leaf 0 would pass every other check: count 0, and a CRC chain from 0.
+      throw new CorruptionError(this.region.path, header + PAGE_SEEDED_OFFSET, `leaf ${leafId}'s page header is damaged: it lacks the seed mark every page of this flank carries`);
+    }
+    const seed = seeded ? pageCrcSeed(leafId) : 0;
     if (count <= this.pageCapacity && crc32(rows.subarray(0, count * rowBytes), seed) === stored) return count;
     let crc = seed;
     for (let k = 0; k <= this.pageCapacity; k++) {
@@ -340,6 +358,7 @@ export class Flank {
       supersededLeaves: view.getFloat64(at + SUPERSEDED_OFFSET, true),
       closedNewestLsn: (view.getUint32(at + FLAGS_OFFSET, true) & CLOSED_LSN_FLAG) !== 0 ? view.getFloat64(at + CLOSED_LSN_OFFSET, true) : undefined,
       rebuilding: (view.getUint32(at + FLAGS_OFFSET, true) & REBUILDING_FLAG) !== 0,
+      seededPages: (view.getUint32(at + FLAGS_OFFSET, true) & SEEDED_PAGES_FLAG) !== 0,
     };
   }
 }
