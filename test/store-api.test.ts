@@ -17,6 +17,20 @@ function dirs(): { dir: string; pmemDir: string } {
 
 const event = (ts: number) => ({ ts, seq: ts, symbol: 1, price: 2.5, volume: 3 });
 
+/** A closed store of `events` in-order events whose flank file `damage` then changed. */
+function storeWithDamagedFlank(events: number, damage: (bytes: Buffer) => void): { dir: string; pmemDir: string; flank: string } {
+  const { dir, pmemDir } = dirs();
+  const db = open(dir, { pmemDir, nodeSize: 1024 });
+  db.createStream('stock', STOCK).appendBatch(Array.from({ length: events }, (_, i) => event(i)));
+  db.close();
+  const [storeDir] = readdirSync(pmemDir);
+  const flank = join(pmemDir, storeDir!, 'stream-0.flank');
+  const bytes = readFileSync(flank);
+  damage(bytes);
+  writeFileSync(flank, bytes);
+  return { dir, pmemDir, flank };
+}
+
 describe('store API', () => {
   it('leaves the stream unchanged after any bad append', () => {
     const { dir, pmemDir } = dirs();
@@ -134,15 +148,7 @@ describe('store API', () => {
   });
 
   it('refuses a damaged PMem file, and rebuilds the stream from SSD when asked', () => {
-    const { dir, pmemDir } = dirs();
-    const db = open(dir, { pmemDir, nodeSize: 1024 });
-    db.createStream('stock', STOCK).appendBatch(Array.from({ length: 3000 }, (_, i) => event(i)));
-    db.close();
-    const [storeDir] = readdirSync(pmemDir);
-    const flank = join(pmemDir, storeDir!, 'stream-0.flank');
-    const bytes = readFileSync(flank);
-    bytes[40] = bytes[40]! ^ 0xff;
-    writeFileSync(flank, bytes);
+    const { dir, pmemDir, flank } = storeWithDamagedFlank(3000, (bytes) => (bytes[40] = bytes[40]! ^ 0xff));
     expect(() => open(dir, { pmemDir })).toThrow(expect.objectContaining({ code: 'CORRUPTION', file: flank }));
     const rebuilt = open(dir, { pmemDir, rebuild: true });
     expect(rebuilt.rebuildReport()[0]?.events).toBeGreaterThan(2900);
@@ -151,15 +157,8 @@ describe('store API', () => {
   });
 
   it("refuses a first leaf whose page header damage zeroed, instead of reading its flushed rows as none", () => {
-    const { dir, pmemDir } = dirs();
-    const db = open(dir, { pmemDir, nodeSize: 1024 });
-    db.createStream('stock', STOCK).appendBatch(Array.from({ length: 5 }, (_, i) => event(i)));
-    db.close();
-    const [storeDir] = readdirSync(pmemDir);
-    const flank = join(pmemDir, storeDir!, 'stream-0.flank');
-    const bytes = readFileSync(flank);
-    bytes.fill(0, 1024, 1024 + 24); // leaf 0's page header: count, CRC, leaf id, seed mark, lineage
-    writeFileSync(flank, bytes);
+    // Leaf 0's page header: count, CRC, leaf id, seed mark, lineage.
+    const { dir, pmemDir } = storeWithDamagedFlank(5, (bytes) => bytes.fill(0, 1024, 1024 + 24));
     expect(() => open(dir, { pmemDir })).toThrow(/leaf 0's page header is damaged/);
   });
 
