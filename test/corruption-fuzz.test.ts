@@ -10,6 +10,7 @@ import { LeafFile, type RecoveredLeaf } from '../src/ssd/leaf-file.js';
 import { Random } from '../src/util/random.js';
 import { MUTATION_KINDS, type MutationKind, mutate } from './fuzz/mutate.js';
 import { PMEM_KINDS, pmemFileName, pmemTargets } from './fuzz/pmem-openers.js';
+import { withOpenLeafLineage } from './flank-images.js';
 import { type BuiltStore, FUZZ_OPTIONS, buildStore, fileBytes, fileNames, foreignFor, noise, openAndCompare, withFile } from './fuzz/store-files.js';
 import { type Outcome, Tally, wrong } from './fuzz/tally.js';
 import { CAMPAIGN_TIMEOUT_MS, STOCK } from './model.js';
@@ -69,14 +70,12 @@ describe('corruption fuzzing', () => {
       bytes.fill(0, newest + 192, newest + 256);
       return bytes;
     }, /newest root record is damaged/);
-    // The open leaf's lineage damaged (it has no checksum): not taken for an interrupted merge's page and emptied.
-    refuse('stream-0.flank', (bytes) => {
-      const view = new DataView(bytes.buffer);
-      const record = view.getFloat64(256, true) > view.getFloat64(512, true) ? 256 : 512;
-      const page = 1024 + (view.getUint32(record + 8, true) % FUZZ_OPTIONS.ringLeaves) * FUZZ_OPTIONS.nodeSize;
-      view.setUint32(page + 16, 0x9e3779b1, true);
-      return bytes;
-    }, /damaged lineage: it replaces leaf/);
+    // The open leaf's lineage damaged (it has no checksum) - into garbage, or into what a merge step
+    // writes (replaces the leaf before, part 0 of 1, late events queued): not taken for an
+    // interrupted merge's page and emptied, since no merge was under way.
+    for (const [part, parts, replacesField] of [[2, 1, 0x9e3779b1], [0, 1, undefined]] as const) {
+      refuse('stream-0.flank', (bytes) => withOpenLeafLineage(bytes, FUZZ_OPTIONS, part, parts, replacesField), /damaged lineage: no merge was under way/);
+    }
     // A truncated PMem array: slots the tree names are gone.
     refuse('stream-0.leaf-aggregates', (bytes) => bytes.slice(0, 1024), /truncated/);
     // An acknowledged late event damaged in the queue: never silently cut off.

@@ -26,13 +26,15 @@ function state(seq: number): FlankState {
     closedNewestLsn: seq % 4 === 2 ? undefined : seq * 977,
     rebuilding: seq % 3 === 1,
     seededPages: seq % 2 === 0,
+    marksMerges: seq % 3 === 0,
+    merging: seq % 4 === 1,
   };
 }
 
 describe('Flank', () => {
   it('starts with an empty leaf 0 and commits a root record that reopens', () => {
     const { region, flank } = fresh();
-    expect(flank.readState()).toEqual({ seq: 0, openLeafId: 0, nextIndexNodeId: 0, closedEvents: 0, levels: [], mergeCursor: NO_MERGE_CURSOR, supersededLeaves: 0, closedNewestLsn: 0, rebuilding: false, seededPages: true });
+    expect(flank.readState()).toEqual({ seq: 0, openLeafId: 0, nextIndexNodeId: 0, closedEvents: 0, levels: [], mergeCursor: NO_MERGE_CURSOR, supersededLeaves: 0, closedNewestLsn: 0, rebuilding: false, seededPages: true, marksMerges: true, merging: false });
     expect(flank.pageLeafId(0)).toBe(0);
     expect(flank.pageCount(0)).toBe(0);
     flank.commit(state(1));

@@ -13,6 +13,7 @@ import { LeafFile } from '../src/ssd/leaf-file.js';
 import { Store } from '../src/store.js';
 import type { Tree } from '../src/tree/tree.js';
 import { Random } from '../src/util/random.js';
+import { MERGING_FLAG, rootRecordOf, withOpenLeafLineage } from './flank-images.js';
 import { STOCK, type StockEvent, StockModel, expectAggregatesClose } from './model.js';
 
 // Instant recovery (seed 002): open() returns before the out-of-order queue's DRAM index is
@@ -32,6 +33,28 @@ function queryAndCompare(stream: ReturnType<Store['stream']>, model: StockModel,
   expect(stream.asOf(to), label).toEqual(model.asOf(to));
   expect([...stream.range(from, to)], label).toEqual(model.range(from, to));
   expectAggregatesClose(stream.aggregate(from, to), model.aggregate(from, to));
+}
+
+const FLANK = 'stream-0.flank';
+const MERGE_OPTIONS = { nodeSize: 1024, spare: 0.5, ringLeaves: 8, oooQueueBytes: 4096 * 32, flushEvery: 1 } as const;
+const MERGE_STORE = { storeId: new Uint8Array(16).fill(4), pmemDir: '/simulated' };
+
+/** A store of 3,000 in-order events and 1,000 late ones, all still queued; and its model. */
+function storeWithQueuedEvents(): { media: SimulatedMedia; stream: ReturnType<Store['stream']>; model: StockModel } {
+  const model = new StockModel();
+  const media = new SimulatedMedia();
+  const stream = Store.openOn(media, MERGE_OPTIONS, MERGE_STORE).createStream('stock', STOCK);
+  for (let i = 0; i < 3000; i++) {
+    const e = eventAt(i, i);
+    stream.append(e);
+    model.append(e);
+    if (i % 3 === 2) {
+      const lateEvent = eventAt((i * 7) % i, 10_000 + i);
+      stream.append(lateEvent);
+      model.append(lateEvent);
+    }
+  }
+  return { media, stream, model };
 }
 
 describe('instant recovery', () => {
@@ -114,22 +137,7 @@ describe('instant recovery', () => {
   });
 
   it('opens before finishing a merge a crash interrupted; queries see every event once meanwhile, the next late event finishes it', () => {
-    const model = new StockModel();
-    const media = new SimulatedMedia();
-    const options = { nodeSize: 1024, spare: 0.5, ringLeaves: 8, oooQueueBytes: 4096 * 32, flushEvery: 1 } as const;
-    const fresh = { storeId: new Uint8Array(16).fill(4), pmemDir: '/simulated' };
-    const store = Store.openOn(media, options, fresh);
-    const stream = store.createStream('stock', STOCK);
-    for (let i = 0; i < 3000; i++) {
-      const e = eventAt(i, i);
-      stream.append(e);
-      model.append(e);
-      if (i % 3 === 2) {
-        const lateEvent = eventAt((i * 7) % i, 10_000 + i);
-        stream.append(lateEvent);
-        model.append(lateEvent);
-      }
-    }
+    const { media, stream, model } = storeWithQueuedEvents();
     // Cut the power in the middle of the merge, after some of its steps committed.
     let cut = 0;
     media.onWriteBack = (count) => {
@@ -138,7 +146,7 @@ describe('instant recovery', () => {
     };
     expect(() => stream.mergeLateEvents()).toThrow('power cut');
     media.onWriteBack = undefined;
-    const reopened = Store.openOn(media.crash(1), options, fresh);
+    const reopened = Store.openOn(media.crash(1), MERGE_OPTIONS, MERGE_STORE);
     const recovered = reopened.stream('stock');
     const random = new Random(5);
     for (let q = 0; q < 20; q++) queryAndCompare(recovered, model, random, `query ${q} before the merge is finished`);
@@ -152,6 +160,35 @@ describe('instant recovery', () => {
     expect(recovered.verify({ full: true })).toEqual([]);
     reopened.close();
   });
+
+  it('open lifts the mark of a merge a crash cut, since appends follow: a lineage damage writes into the open leaf later is refused, not taken for the merge', () => {
+    let marked = 0;
+    for (let cutAfter = 1; cutAfter <= 31; cutAfter += 2) {
+      const { media, stream, model } = storeWithQueuedEvents();
+      let cut = 0;
+      media.onWriteBack = (count) => {
+        if (cut === 0) cut = count + cutAfter;
+        if (count >= cut) throw new Error('power cut');
+      };
+      expect(() => stream.mergeLateEvents()).toThrow('power cut');
+      media.onWriteBack = undefined;
+      const crashed = media.crash(cutAfter);
+      if (rootRecordOf(flankImage(crashed)).flags & MERGING_FLAG) marked++;
+      const reopened = Store.openOn(crashed, MERGE_OPTIONS, MERGE_STORE);
+      const recovered = reopened.stream('stock');
+      for (let i = 0; i < 3; i++) {
+        const e = eventAt(1_000_000 + i, 50_000 + i);
+        recovered.append(e);
+        model.append(e);
+      }
+      expect([...recovered.replay()], `cut after ${cutAfter} write-backs`).toEqual(model.events);
+      const again = crashed.crash(cutAfter);
+      reopened.close();
+      const damaged = withFlank(again, withOpenLeafLineage(flankImage(again), MERGE_OPTIONS, 0, 1));
+      expect(() => Store.openOn(damaged, MERGE_OPTIONS, MERGE_STORE), `cut after ${cutAfter} write-backs`).toThrow(/damaged lineage: no merge was under way/);
+    }
+    expect(marked, 'crashes that left the merge mark committed').toBeGreaterThan(3);
+  });
 });
 
 // Leaves a crash kept from the SSD (closed, written but not synced) are settled after open
@@ -159,7 +196,6 @@ describe('instant recovery', () => {
 // once by the query that needs one. Every crash below leaves some; the tests check it.
 const RING_OPTIONS = { nodeSize: 1024, spare: 0.5, ringLeaves: 8, syncEvery: 7, flushEvery: 1 } as const;
 const RING_STORE = { storeId: new Uint8Array(16).fill(6), pmemDir: '/simulated' };
-const FLANK = 'stream-0.flank';
 
 interface RingCrash {
   readonly media: SimulatedMedia;
@@ -184,7 +220,7 @@ function crashWithRingLeaves(seed: number): RingCrash {
   const leaves = LeafFile.open(FaultyFile.fromImage(leafFileName!, crashed.files.get(leafFileName!)!.contents()), RING_STORE.storeId, 0, parseSchema(STOCK), new LeafCache(0));
   const records = [...leaves.scanFrom(leaves.firstRecordOffset)];
   records.forEach((record, i) => expect(record.leafId).toBe(i));
-  return { media: crashed, model, closed: openLeafIdOf(crashed.regions.get(FLANK)!.liveImage()), onSsd: records.length };
+  return { media: crashed, model, closed: openLeafIdOf(flankImage(crashed)), onSsd: records.length };
 }
 
 /**
@@ -203,22 +239,29 @@ function killWithUnsyncedRecords(): { media: SimulatedMedia; model: StockModel; 
   const killed = media.restart();
   const [leafFile] = [...killed.files.values()];
   expect(leafFile!.unsyncedCount, 'records written, not synced').toBeGreaterThan(0);
-  return { media: killed, model, closed: openLeafIdOf(killed.regions.get(FLANK)!.liveImage()) };
+  return { media: killed, model, closed: openLeafIdOf(flankImage(killed)) };
 }
 
 /** The open leaf id of the flank's newest root record (flank.ts). */
 function openLeafIdOf(flank: Uint8Array): number {
-  const view = new DataView(flank.buffer, flank.byteOffset);
-  const newest = view.getFloat64(256, true) > view.getFloat64(512, true) ? 256 : 512;
-  return view.getUint32(newest + 8, true);
+  return rootRecordOf(flank).openLeafId;
 }
 
 /** `media` with a row byte of each listed leaf's ring page flipped. */
 function withDamagedRingPages(media: SimulatedMedia, leafIds: number[]): SimulatedMedia {
-  const flank = media.regions.get(FLANK)!.liveImage();
+  const flank = flankImage(media);
   for (const leafId of leafIds) flank[1024 + (leafId % RING_OPTIONS.ringLeaves) * RING_OPTIONS.nodeSize + 64 + 5]! ^= 0x20;
+  return withFlank(media, flank);
+}
+
+function flankImage(media: SimulatedMedia): Uint8Array {
+  return media.regions.get(FLANK)!.liveImage();
+}
+
+/** A restarted copy of `media` whose flank file holds `image`. */
+function withFlank(media: SimulatedMedia, image: Uint8Array): SimulatedMedia {
   const copy = media.restart();
-  copy.regions.set(FLANK, SimulatedRegion.fromImage(FLANK, flank));
+  copy.regions.set(FLANK, SimulatedRegion.fromImage(FLANK, image));
   return copy;
 }
 

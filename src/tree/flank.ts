@@ -18,7 +18,10 @@
 //            bit 1 = the closed leaves' newest lsn (offset 152) is kept (records written before
 //            it was introduced lack it: the tree then finds it from the open nodes' aggregates);
 //            bit 2 = every page carries the seed mark (page offset 12; set at creation since
-//            the mark exists): a page without it is damaged
+//            the mark exists): a page without it is damaged; bit 3 = this flank marks its
+//            merges in bit 4 (set at creation since merges are marked); bit 4 = a merge is under
+//            way: an unfinished step may have written its first new leaf, with its lineage, into
+//            the committed open leaf's page
 //   24  f64  events in closed leaves
 //   32  12 x { u32 open index-node id, u32 its committed entry count }, level 1 first
 //   128 u32  merge cursor: out-of-order queue generation it refers to (0 = none)
@@ -73,6 +76,8 @@ const CLOSED_EVENTS_OFFSET = NEXT_NODE_OFFSET + 8;
 const REBUILDING_FLAG = 1;
 const CLOSED_LSN_FLAG = 2;
 const SEEDED_PAGES_FLAG = 4;
+const MARKS_MERGES_FLAG = 8;
+const MERGING_FLAG = 16;
 const LEVELS_OFFSET = CLOSED_EVENTS_OFFSET + 8;
 const LEVEL_BYTES = 8;
 const CURSOR_GENERATION_OFFSET = LEVELS_OFFSET + MAX_LEVELS * LEVEL_BYTES;
@@ -145,6 +150,18 @@ export interface FlankState {
    * the mark keep CRC chains that start at 0 - there a wholly zeroed header of leaf 0 reads as empty.
    */
   seededPages: boolean;
+  /**
+   * This flank marks its merges in `merging` (flanks created since merges are marked): a lineage
+   * in the committed open leaf's page is then an unfinished merge step's only while `merging` is
+   * set, and damage otherwise. Older flanks can only judge a lineage by its values.
+   */
+  marksMerges: boolean;
+  /**
+   * Committed before a merge's first step writes anything, cleared by its last step's commit (and
+   * by open, once it emptied the page a step left): the committed open leaf holds no appended row
+   * meanwhile, and its page may hold an unfinished step's first new leaf.
+   */
+  merging: boolean;
 }
 
 export interface FlankGeometry {
@@ -180,7 +197,7 @@ export class Flank {
     writeFileHeader(region, identity(geometry, storeId, streamId));
     const flank = new Flank(region, geometry);
     flank.openPage(0);
-    flank.commit({ seq: 0, openLeafId: 0, nextIndexNodeId: 0, closedEvents: 0, levels: [], mergeCursor: NO_MERGE_CURSOR, supersededLeaves: 0, closedNewestLsn: 0, rebuilding, seededPages: true });
+    flank.commit({ seq: 0, openLeafId: 0, nextIndexNodeId: 0, closedEvents: 0, levels: [], mergeCursor: NO_MERGE_CURSOR, supersededLeaves: 0, closedNewestLsn: 0, rebuilding, seededPages: true, marksMerges: true, merging: false });
     return flank;
   }
 
@@ -234,7 +251,7 @@ export class Flank {
     view.setUint32(at + OPEN_LEAF_OFFSET, state.openLeafId, true);
     view.setUint32(at + HEIGHT_OFFSET, state.levels.length, true);
     view.setUint32(at + NEXT_NODE_OFFSET, state.nextIndexNodeId, true);
-    view.setUint32(at + FLAGS_OFFSET, (state.rebuilding ? REBUILDING_FLAG : 0) | (state.closedNewestLsn !== undefined ? CLOSED_LSN_FLAG : 0) | (state.seededPages ? SEEDED_PAGES_FLAG : 0), true);
+    view.setUint32(at + FLAGS_OFFSET, (state.rebuilding ? REBUILDING_FLAG : 0) | (state.closedNewestLsn !== undefined ? CLOSED_LSN_FLAG : 0) | (state.seededPages ? SEEDED_PAGES_FLAG : 0) | (state.marksMerges ? MARKS_MERGES_FLAG : 0) | (state.merging ? MERGING_FLAG : 0), true);
     view.setFloat64(at + CLOSED_EVENTS_OFFSET, state.closedEvents, true);
     state.levels.forEach((level, i) => {
       view.setUint32(at + LEVELS_OFFSET + i * LEVEL_BYTES, level.nodeId, true);
@@ -340,6 +357,7 @@ export class Flank {
     const seq = view.getFloat64(at + SEQ_OFFSET, true);
     const height = view.getUint32(at + HEIGHT_OFFSET, true);
     if (seq % 2 !== copy || height > MAX_LEVELS) return undefined;
+    const flags = view.getUint32(at + FLAGS_OFFSET, true);
     return {
       seq,
       openLeafId: view.getUint32(at + OPEN_LEAF_OFFSET, true),
@@ -356,9 +374,11 @@ export class Flank {
         ts: view.getBigInt64(at + CURSOR_TS_OFFSET, true),
       },
       supersededLeaves: view.getFloat64(at + SUPERSEDED_OFFSET, true),
-      closedNewestLsn: (view.getUint32(at + FLAGS_OFFSET, true) & CLOSED_LSN_FLAG) !== 0 ? view.getFloat64(at + CLOSED_LSN_OFFSET, true) : undefined,
-      rebuilding: (view.getUint32(at + FLAGS_OFFSET, true) & REBUILDING_FLAG) !== 0,
-      seededPages: (view.getUint32(at + FLAGS_OFFSET, true) & SEEDED_PAGES_FLAG) !== 0,
+      closedNewestLsn: (flags & CLOSED_LSN_FLAG) !== 0 ? view.getFloat64(at + CLOSED_LSN_OFFSET, true) : undefined,
+      rebuilding: (flags & REBUILDING_FLAG) !== 0,
+      seededPages: (flags & SEEDED_PAGES_FLAG) !== 0,
+      marksMerges: (flags & MARKS_MERGES_FLAG) !== 0,
+      merging: (flags & MERGING_FLAG) !== 0,
     };
   }
 }

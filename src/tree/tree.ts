@@ -559,6 +559,7 @@ export class Tree {
   private runMerge(): void {
     const started = performance.now();
     this.closeLeaf();
+    if (this.state.marksMerges) this.commitMerging(true);
     const { queue } = this.late;
     const events = { slots: this.late.index.all(), view: queue.view, rowOffset: (slot: number) => queue.rowOffset(slot), timestamp: (slot: number) => queue.timestamp(slot) };
     const budget = Math.max(3, Math.floor(this.parts.flank.geometry.ringPages / 2));
@@ -567,6 +568,7 @@ export class Tree {
       invariant(step.end > done, () => `merge step made no progress at event ${done}`);
       const next = events.slots[step.end];
       step.state.mergeCursor = next === undefined ? completeCursor(queue.generation) : { generation: queue.generation, ts: BigInt(queue.timestamp(next)), slot: next };
+      step.state.merging = next !== undefined && step.state.marksMerges;
       this.parts.flank.commit(step.state);
       this.state = step.state;
       this.late.dropMerged(step.end - done);
@@ -581,6 +583,12 @@ export class Tree {
     this.refreshNewest();
     this.mergeStats.merges++;
     this.mergeStats.milliseconds += performance.now() - started;
+  }
+
+  /** Commits the tree as it is, marked as under a merge or not (FlankState.merging). */
+  private commitMerging(merging: boolean): void {
+    this.state = { ...this.state, seq: this.state.seq + 1, merging };
+    this.parts.flank.commit(this.state);
   }
 
   /**
@@ -895,18 +903,23 @@ export class Tree {
     const leafId = this.state.openLeafId;
     // A page with a lineage was written by a merge step whose commit never happened: the open
     // leaf it was meant to replace is empty (a merge starts by closing it). The lineage has no
-    // checksum, so one that no merge step could have written is damage: emptying the page would
-    // drop its rows silently.
+    // checksum: a flank that marks its merges takes it for a step's only while the committed
+    // record says a merge was under way; an older flank refuses one that no step could have
+    // written. Either way damage is refused - emptying the page would drop its rows silently.
     const lineage = flank.pageLineage(leafId);
     if (lineage !== undefined && flank.pageLeafId(leafId) === leafId) {
-      const problem = lineageProblem(lineage, leafId, this.parts.queue.length);
+      const problem = this.state.marksMerges ? (this.state.merging ? undefined : 'no merge was under way') : lineageProblem(lineage, leafId, this.parts.queue.length);
       if (problem !== undefined) throw new CorruptionError(flank.region.path, 0, `the open leaf ${leafId}'s ring page has a damaged lineage: ${problem}`);
       flank.openPage(leafId);
     }
     if (flank.pageLeafId(leafId) !== leafId) {
       throw new CorruptionError(flank.region.path, 0, `the open leaf ${leafId}'s ring page holds leaf ${flank.pageLeafId(leafId)}`);
     }
-    return flank.verifiedCount(leafId);
+    const count = flank.verifiedCount(leafId);
+    // Appends may follow now, so the mark goes: a redo of the merge closes this leaf before it
+    // marks itself again.
+    if (this.state.merging) this.commitMerging(false);
+    return count;
   }
 
   /**

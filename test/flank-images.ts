@@ -1,0 +1,27 @@
+// Reading and damaging flank file images (src/tree/flank.ts) in tests, by the byte offsets of its
+// format (docs/FORMAT.md): the tests must see the bytes the way a later open will.
+
+/** FlankState.merging in the flags word of a root record. */
+export const MERGING_FLAG = 16;
+
+/** The open leaf and the flags word of the newest root record of a flank file image. */
+export function rootRecordOf(flank: Uint8Array): { openLeafId: number; flags: number } {
+  const view = new DataView(flank.buffer, flank.byteOffset, flank.byteLength);
+  const newest = view.getFloat64(256, true) > view.getFloat64(512, true) ? 256 : 512;
+  return { openLeafId: view.getUint32(newest + 8, true), flags: view.getUint32(newest + 20, true) };
+}
+
+/**
+ * Writes a lineage into the page of the open leaf the newest root record names (the lineage has
+ * no checksum): u32 1 + the replaced leaf's id (default: the leaf before it, as a merge step
+ * writes), u16 part, u16 parts.
+ */
+export function withOpenLeafLineage(flank: Uint8Array, geometry: { ringLeaves: number; nodeSize: number }, part: number, parts: number, replacesField?: number): Uint8Array {
+  const { openLeafId } = rootRecordOf(flank);
+  const view = new DataView(flank.buffer, flank.byteOffset, flank.byteLength);
+  const page = 1024 + (openLeafId % geometry.ringLeaves) * geometry.nodeSize;
+  view.setUint32(page + 16, replacesField ?? openLeafId, true);
+  view.setUint16(page + 20, part, true);
+  view.setUint16(page + 22, parts, true);
+  return flank;
+}
