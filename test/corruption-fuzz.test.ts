@@ -102,7 +102,7 @@ describe('corruption fuzzing', () => {
       const view = new DataView(bytes.buffer);
       view.setUint32(256, view.getUint32(256, true) + 1, true);
       return bytes;
-    }, /reads as emptied .* never merged/);
+    }, /at offset 256: the out-of-order queue reads as emptied .* never merged/);
     // A translation file cut inside its state block.
     refuse('stream-0.translation', (bytes) => bytes.slice(0, 384), /shorter than its header and state block/);
     // A durable leaf's translation slot zeroed: refused when read, not an invariant failure.

@@ -69,7 +69,7 @@ import { type RowLayout, type Timestamp, maxTimestamp } from '../tree/row-layout
 import { sortByTime } from './time-index.js';
 
 export const CHECK_BYTES = 4;
-const GENERATION_OFFSET = STATE_BLOCK_OFFSET;
+export const GENERATION_OFFSET = STATE_BLOCK_OFFSET;
 const TRUSTED_OFFSET = STATE_BLOCK_OFFSET + 4;
 const NEWEST_OFFSET = STATE_BLOCK_OFFSET + 8;
 const COVERED_GENERATION_OFFSET = STATE_BLOCK_OFFSET + 16;

@@ -22,7 +22,7 @@
 
 import { CorruptionError, IoError, MisuseError, invariant } from '../errors.js';
 import { LateQueue, type StartIndexBuilder, completeCursor } from '../ooo/late-queue.js';
-import type { OooQueue } from '../ooo/queue.js';
+import { GENERATION_OFFSET, type OooQueue } from '../ooo/queue.js';
 import type { LeafSink, RecoveredLeaf } from '../ssd/leaf-file.js';
 import { type DurableLeaf, type LeafWriter, type RingPage, SyncLeafWriter } from '../ssd/leaf-writer.js';
 import { Aggregate, type AggregateArray, newestLsnOf } from './aggregate-array.js';
@@ -611,7 +611,7 @@ export class Tree {
     const { queue } = this.parts;
     const acknowledged = queue.acknowledgedBeforeEmptying;
     if (acknowledged === 0 || this.state.mergeCursor.generation === queue.generation - 1) return;
-    throw new CorruptionError(queue.path, 0, `the out-of-order queue reads as emptied (generation ${queue.generation}), but the ${acknowledged} late events acknowledged before were never merged (the tree's merge cursor names generation ${this.state.mergeCursor.generation}): its generation word is damaged`);
+    throw new CorruptionError(queue.path, GENERATION_OFFSET, `the out-of-order queue reads as emptied (generation ${queue.generation}), but the ${acknowledged} late events acknowledged before were never merged (the tree's merge cursor names generation ${this.state.mergeCursor.generation}): its generation word is damaged`);
   }
 
   private get closedNewest(): Timestamp | undefined {
