@@ -3,6 +3,7 @@ import { describe, expect, it } from 'vitest';
 import { ConsumerSlots } from '../src/consumer/consumer-slots.js';
 import { CorruptionError } from '../src/errors.js';
 import { SimulatedRegion } from '../src/pmem/simulated-region.js';
+import { PowerCut } from './power-cut.js';
 
 const STORE = new Uint8Array(16).fill(7);
 const STREAM = 3;
@@ -12,8 +13,6 @@ const NAMES = ['billing', 'audit', 'search'];
 
 type Op = { kind: 'register'; name: string; lsn: number } | { kind: 'commit'; name: string; lsn: number } | { kind: 'remove'; name: string };
 type Positions = ReadonlyMap<string, number>;
-
-class PowerCut extends Error {}
 
 function created(): SimulatedRegion {
   const region = SimulatedRegion.create('consumers', 8192);

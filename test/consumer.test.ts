@@ -9,6 +9,7 @@ import { SimulatedMedia } from '../src/media.js';
 import { Store, open } from '../src/store.js';
 import { Random } from '../src/util/random.js';
 import { CAMPAIGN_TIMEOUT_MS, STOCK, type StockEvent } from './model.js';
+import { runUntilPowerCut } from './power-cut.js';
 
 const roots: string[] = [];
 afterEach(() => {
@@ -160,7 +161,6 @@ function writeRootRecordsOfOlderFormat(flankPath: string): void {
 // acknowledged (or the one in flight), never saw an event the crash took back, and from there
 // gets every surviving event exactly once, in arrival order.
 
-class PowerCut extends Error {}
 const OPTIONS = { nodeSize: 1024, spare: 0.5, ringLeaves: 4, syncEvery: 2, oooQueueBytes: 24 * 40 } as const;
 const FRESH = { storeId: new Uint8Array(16).fill(3), pmemDir: '/simulated' };
 
@@ -180,11 +180,8 @@ function consumeUntilCut(seed: number, cutAt: number): Run {
   const media = new SimulatedMedia();
   const flushEvery = [1, 4, 30][seed % 3]!;
   const run: Run = { media, delivered: 0, committed: 0, inFlight: 0, appended: [], writeBacks: 0 };
-  media.onWriteBack = (count) => {
-    if (count >= cutAt) throw new PowerCut();
-  };
-  try {
-    const store = Store.openOn(media, { flushEvery, ...OPTIONS }, FRESH);
+  const cut = runUntilPowerCut(media, cutAt, seed, (track) => {
+    const store = track(Store.openOn(media, { flushEvery, ...OPTIONS }, FRESH));
     const stream = store.createStream('stock', STOCK);
     const consumer = stream.consumer('c', { batchSize: 1 + random.nextInt(20) });
     let ts = 0;
@@ -210,13 +207,8 @@ function consumeUntilCut(seed: number, cutAt: number): Run {
       }
     }
     store.close();
-  } catch (err) {
-    if (!(err instanceof PowerCut)) throw err;
-  }
-  media.onWriteBack = undefined;
-  run.writeBacks = media.writeBackCount;
-  run.media = media.crash(seed);
-  return run;
+  });
+  return { ...run, ...cut };
 }
 
 function checkResumed(run: Run, label: string): void {

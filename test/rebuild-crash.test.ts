@@ -5,6 +5,7 @@ import { SimulatedRegion } from '../src/pmem/simulated-region.js';
 import { Store } from '../src/store.js';
 import { Random } from '../src/util/random.js';
 import { CAMPAIGN_TIMEOUT_MS, STOCK, StockModel, type StockEvent } from './model.js';
+import { runUntilPowerCut } from './power-cut.js';
 
 // A rebuild from SSD (open with { rebuild: true }) sets a stream's damaged PMem files aside,
 // creates new ones and adopts the leaf file. Power fails at every write-back of it (PMem
@@ -21,8 +22,6 @@ const SCALE = process.env.CHRONOTIER_LONG === '1' ? 10 : 1;
 const OPTIONS = { nodeSize: 1024, spare: 0.1, ringLeaves: 4, syncEvery: 2, flushEvery: 1, oooQueueBytes: 48 * 64 } as const;
 const FRESH = { storeId: new Uint8Array(16).fill(5), pmemDir: '/simulated' };
 const LEAF_FILE = 'stream-0.leaves';
-
-class PowerCut extends Error {}
 
 type Damage = 'gone' | 'damaged';
 
@@ -69,17 +68,7 @@ function prepare(count: number, late: boolean, damage: Damage): Prepared {
 /** Runs a rebuild on a copy of `media`, cutting the power at its `cutAt`-th write-back. */
 function rebuildUntilCut(media: SimulatedMedia, cutAt: number, seed: number): { media: SimulatedMedia; writeBacks: number } {
   const running = media.restart();
-  const before = running.writeBackCount;
-  running.onWriteBack = (count) => {
-    if (count - before >= cutAt) throw new PowerCut();
-  };
-  try {
-    Store.openOn(running, { ...OPTIONS, rebuild: true }, FRESH).close();
-  } catch (err) {
-    if (!(err instanceof PowerCut)) throw err;
-  }
-  running.onWriteBack = undefined;
-  return { media: running.crash(seed), writeBacks: running.writeBackCount - before };
+  return runUntilPowerCut(running, cutAt, seed, (track) => track(Store.openOn(running, { ...OPTIONS, rebuild: true }, FRESH)).close());
 }
 
 function replayAll(media: SimulatedMedia, rebuild: boolean): { events: StockEvent[]; store: Store } {

@@ -4,6 +4,7 @@ import { Store } from '../src/store.js';
 import { NODE_STORAGE_KINDS, type NodeStorageKind } from '../src/tree/node-storage.js';
 import { Random } from '../src/util/random.js';
 import { CAMPAIGN_TIMEOUT_MS, STOCK, type StockEvent } from './model.js';
+import { runUntilPowerCut } from './power-cut.js';
 
 // Power failures at random instants of random workloads, on the simulated media: every PMem
 // region loses any word not yet persisted, the leaf file any write not yet synced (torn at a
@@ -14,8 +15,6 @@ import { CAMPAIGN_TIMEOUT_MS, STOCK, type StockEvent } from './model.js';
 
 const OPTIONS = { nodeSize: 1024, spare: 0.5, ringLeaves: 4, syncEvery: 2, oooQueueBytes: 24 * 32 } as const;
 const FRESH = { storeId: new Uint8Array(16).fill(1), pmemDir: '/simulated' };
-
-class PowerCut extends Error {}
 
 interface Workload {
   readonly flushEvery: number;
@@ -73,32 +72,24 @@ interface Outcome {
 /** Runs `load` and cuts the power at the `cutAt`-th write-back (never, if cutAt is Infinity). */
 function runUntilCut(load: Workload, cutAt: number, seed: number): Outcome {
   const media = new SimulatedMedia();
-  const outcome: Outcome = { durable: 0, surelyDurable: 0, attempted: 0, writeBacks: 0, media };
-  media.onWriteBack = (count) => {
-    if (count >= cutAt) throw new PowerCut();
-  };
-  try {
-    const store = Store.openOn(media, { flushEvery: load.flushEvery, ...OPTIONS }, FRESH);
+  const counts = { durable: 0, surelyDurable: 0, attempted: 0 };
+  const cut = runUntilPowerCut(media, cutAt, seed, (track) => {
+    const store = track(Store.openOn(media, { flushEvery: load.flushEvery, ...OPTIONS }, FRESH));
     const stream = store.createStream('stock', STOCK, { nodeStorage: load.nodeStorage });
     load.batches.forEach((batch, b) => {
-      outcome.attempted += batch.length;
+      counts.attempted += batch.length;
       if (batch.length < 5) batch.forEach((e) => stream.append(e));
       else stream.appendBatch(batch);
       if (load.flushAfter[b]) stream.flush();
       if (load.mergeAfter[b]) stream.mergeLateEvents();
       const stats = stream.stats();
-      outcome.durable = stats.events - stats.unflushedEvents;
-      if (stats.unflushedEvents === 0) outcome.surelyDurable = outcome.attempted;
+      counts.durable = stats.events - stats.unflushedEvents;
+      if (stats.unflushedEvents === 0) counts.surelyDurable = counts.attempted;
     });
     store.close();
-    outcome.durable = outcome.surelyDurable = outcome.attempted;
-  } catch (err) {
-    if (!(err instanceof PowerCut)) throw err;
-  }
-  media.onWriteBack = undefined;
-  outcome.writeBacks = media.writeBackCount;
-  outcome.media = media.crash(seed);
-  return outcome;
+    counts.durable = counts.surelyDurable = counts.attempted;
+  });
+  return { ...counts, ...cut };
 }
 
 function checkRecovered(load: Workload, outcome: Outcome, label: string): number {
