@@ -161,7 +161,7 @@ describe('instant recovery', () => {
     reopened.close();
   });
 
-  it('open lifts the mark of a merge a crash cut, since appends follow: a lineage damage writes into the open leaf later is refused, not taken for the merge', () => {
+  it('open lifts the mark of a merge a crash cut, since appends follow: a lineage that damage later writes into the open leaf is refused, not taken for the merge', () => {
     let marked = 0;
     for (let cutAfter = 1; cutAfter <= 31; cutAfter += 2) {
       const { media, stream, model } = storeWithQueuedEvents();
