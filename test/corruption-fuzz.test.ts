@@ -10,7 +10,7 @@ import { LeafFile, type RecoveredLeaf } from '../src/ssd/leaf-file.js';
 import { Random } from '../src/util/random.js';
 import { MUTATION_KINDS, type MutationKind, mutate } from './fuzz/mutate.js';
 import { PMEM_KINDS, pmemFileName, pmemTargets } from './fuzz/pmem-openers.js';
-import { withOpenLeafLineage } from './flank-images.js';
+import { pageOffsetOf, rootRecordOf, withOpenLeafLineage } from './flank-images.js';
 import { type BuiltStore, FUZZ_OPTIONS, buildStore, fileBytes, fileNames, foreignFor, noise, openAndCompare, withFile } from './fuzz/store-files.js';
 import { type Outcome, Tally, wrong } from './fuzz/tally.js';
 import { CAMPAIGN_TIMEOUT_MS, STOCK } from './model.js';
@@ -65,8 +65,7 @@ describe('corruption fuzzing', () => {
     };
     // The newest root record copy damaged after leaves were filled past it: the older copy would drop their rows.
     refuse('stream-1.flank', (bytes) => {
-      const view = new DataView(bytes.buffer);
-      const newest = view.getFloat64(256, true) > view.getFloat64(512, true) ? 256 : 512;
+      const newest = rootRecordOf(bytes).offset;
       bytes.fill(0, newest + 192, newest + 256);
       return bytes;
     }, /newest root record is damaged/);
@@ -85,9 +84,7 @@ describe('corruption fuzzing', () => {
     }, /was acknowledged but fails its check word/);
     // The open leaf's (count, CRC) word zeroed: an empty page's CRC is seeded, so this is not "no rows".
     refuse('stream-1.flank', (bytes) => {
-      const view = new DataView(bytes.buffer);
-      const newest = view.getFloat64(256, true) > view.getFloat64(512, true) ? 256 : 512;
-      const page = 1024 + (view.getUint32(newest + 8, true) % 4) * 1024;
+      const page = pageOffsetOf(rootRecordOf(bytes).openLeafId, FUZZ_OPTIONS);
       bytes.fill(0, page, page + 8);
       return bytes;
     }, /no prefix of its rows has the stored CRC/);

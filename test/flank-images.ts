@@ -4,11 +4,16 @@
 /** FlankState.merging in the flags word of a root record. */
 export const MERGING_FLAG = 16;
 
-/** The open leaf and the flags word of the newest root record of a flank file image. */
-export function rootRecordOf(flank: Uint8Array): { openLeafId: number; flags: number } {
+/** Where the newest root record of a flank file image lies, and its open leaf and flags word. */
+export function rootRecordOf(flank: Uint8Array): { offset: number; openLeafId: number; flags: number } {
   const view = new DataView(flank.buffer, flank.byteOffset, flank.byteLength);
-  const newest = view.getFloat64(256, true) > view.getFloat64(512, true) ? 256 : 512;
-  return { openLeafId: view.getUint32(newest + 8, true), flags: view.getUint32(newest + 20, true) };
+  const offset = view.getFloat64(256, true) > view.getFloat64(512, true) ? 256 : 512;
+  return { offset, openLeafId: view.getUint32(offset + 8, true), flags: view.getUint32(offset + 20, true) };
+}
+
+/** The byte offset of leaf `leafId`'s ring page in a flank file. */
+export function pageOffsetOf(leafId: number, geometry: { ringLeaves: number; nodeSize: number }): number {
+  return 1024 + (leafId % geometry.ringLeaves) * geometry.nodeSize;
 }
 
 /**
@@ -19,7 +24,7 @@ export function rootRecordOf(flank: Uint8Array): { openLeafId: number; flags: nu
 export function withOpenLeafLineage(flank: Uint8Array, geometry: { ringLeaves: number; nodeSize: number }, part: number, parts: number, replacesField?: number): Uint8Array {
   const { openLeafId } = rootRecordOf(flank);
   const view = new DataView(flank.buffer, flank.byteOffset, flank.byteLength);
-  const page = 1024 + (openLeafId % geometry.ringLeaves) * geometry.nodeSize;
+  const page = pageOffsetOf(openLeafId, geometry);
   view.setUint32(page + 16, replacesField ?? openLeafId, true);
   view.setUint16(page + 20, part, true);
   view.setUint16(page + 22, parts, true);

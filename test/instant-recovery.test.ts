@@ -13,7 +13,7 @@ import { LeafFile } from '../src/ssd/leaf-file.js';
 import { Store } from '../src/store.js';
 import type { Tree } from '../src/tree/tree.js';
 import { Random } from '../src/util/random.js';
-import { MERGING_FLAG, rootRecordOf, withOpenLeafLineage } from './flank-images.js';
+import { MERGING_FLAG, pageOffsetOf, rootRecordOf, withOpenLeafLineage } from './flank-images.js';
 import { STOCK, type StockEvent, StockModel, expectAggregatesClose } from './model.js';
 
 // Instant recovery (seed 002): open() returns before the out-of-order queue's DRAM index is
@@ -250,7 +250,7 @@ function openLeafIdOf(flank: Uint8Array): number {
 /** `media` with a row byte of each listed leaf's ring page flipped. */
 function withDamagedRingPages(media: SimulatedMedia, leafIds: number[]): SimulatedMedia {
   const flank = flankImage(media);
-  for (const leafId of leafIds) flank[1024 + (leafId % RING_OPTIONS.ringLeaves) * RING_OPTIONS.nodeSize + 64 + 5]! ^= 0x20;
+  for (const leafId of leafIds) flank[pageOffsetOf(leafId, RING_OPTIONS) + 64 + 5]! ^= 0x20;
   return withFlank(media, flank);
 }
 
