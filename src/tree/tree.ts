@@ -908,7 +908,7 @@ export class Tree {
     // written. Either way damage is refused - emptying the page would drop its rows silently.
     const lineage = flank.pageLineage(leafId);
     if (lineage !== undefined && flank.pageLeafId(leafId) === leafId) {
-      const problem = this.state.marksMerges ? (this.state.merging ? undefined : 'no merge was under way') : lineageProblem(lineage, leafId, this.parts.queue.length);
+      const problem = lineageProblem(lineage, leafId, this.state, this.parts.queue.length);
       if (problem !== undefined) throw new CorruptionError(flank.region.path, 0, `the open leaf ${leafId}'s ring page has a damaged lineage: ${problem}`);
       flank.openPage(leafId);
     }
@@ -987,8 +987,13 @@ export class Tree {
   });
 }
 
-/** Why a merge step could not have written `lineage` into the page of leaf `leafId`, if it could not. */
-function lineageProblem(lineage: Lineage, leafId: number, queuedEvents: number): string | undefined {
+/**
+ * Why a merge step could not have written `lineage` into the page of leaf `leafId`, the open leaf
+ * of `committed`, if it could not: a flank that marks its merges says whether one was under way;
+ * an older one leaves only the lineage's values to judge.
+ */
+function lineageProblem(lineage: Lineage, leafId: number, committed: FlankState, queuedEvents: number): string | undefined {
+  if (committed.marksMerges) return committed.merging ? undefined : 'no merge was under way';
   if (queuedEvents === 0) return 'no late event is queued, so no merge was running';
   if (lineage.replaces >= leafId) return `it replaces leaf ${lineage.replaces}, not an older one`;
   if (lineage.parts === 0 || lineage.part >= lineage.parts) return `part ${lineage.part} of ${lineage.parts}`;
