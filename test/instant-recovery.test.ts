@@ -15,6 +15,7 @@ import type { Tree } from '../src/tree/tree.js';
 import { Random } from '../src/util/random.js';
 import { MERGING_FLAG, pageOffsetOf, rootRecordOf, withOpenLeafLineage } from './flank-images.js';
 import { STOCK, type StockEvent, StockModel, expectAggregatesClose } from './model.js';
+import { runUntilPowerCut } from './power-cut.js';
 
 // Instant recovery (seed 002): open() returns before the out-of-order queue's DRAM index is
 // rebuilt - on a worker thread - and before an interrupted merge is finished. Queries issued
@@ -139,14 +140,9 @@ describe('instant recovery', () => {
   it('opens before finishing a merge a crash interrupted; queries see every event once meanwhile, the next late event finishes it', () => {
     const { media, stream, model } = storeWithQueuedEvents();
     // Cut the power in the middle of the merge, after some of its steps committed.
-    let cut = 0;
-    media.onWriteBack = (count) => {
-      if (cut === 0) cut = count + 400;
-      if (count >= cut) throw new Error('power cut');
-    };
-    expect(() => stream.mergeLateEvents()).toThrow('power cut');
-    media.onWriteBack = undefined;
-    const reopened = Store.openOn(media.crash(1), MERGE_OPTIONS, MERGE_STORE);
+    const cut = runUntilPowerCut(media, 401, 1, () => stream.mergeLateEvents());
+    expect(cut.cut, 'the power failed inside the merge').toBe(true);
+    const reopened = Store.openOn(cut.media, MERGE_OPTIONS, MERGE_STORE);
     const recovered = reopened.stream('stock');
     const random = new Random(5);
     for (let q = 0; q < 20; q++) queryAndCompare(recovered, model, random, `query ${q} before the merge is finished`);
@@ -165,14 +161,9 @@ describe('instant recovery', () => {
     let marked = 0;
     for (let cutAfter = 1; cutAfter <= 31; cutAfter += 2) {
       const { media, stream, model } = storeWithQueuedEvents();
-      let cut = 0;
-      media.onWriteBack = (count) => {
-        if (cut === 0) cut = count + cutAfter;
-        if (count >= cut) throw new Error('power cut');
-      };
-      expect(() => stream.mergeLateEvents()).toThrow('power cut');
-      media.onWriteBack = undefined;
-      const crashed = media.crash(cutAfter);
+      const cut = runUntilPowerCut(media, cutAfter + 1, cutAfter, () => stream.mergeLateEvents());
+      expect(cut.cut, `the power failed inside the merge, ${cutAfter} write-backs in`).toBe(true);
+      const crashed = cut.media;
       if (rootRecordOf(flankImage(crashed)).flags & MERGING_FLAG) marked++;
       const reopened = Store.openOn(crashed, MERGE_OPTIONS, MERGE_STORE);
       const recovered = reopened.stream('stock');

@@ -9,14 +9,15 @@ export class PowerCut extends Error {}
 
 /**
  * Runs `work` on `media`, failing the power at its `cutAt`-th write-back from now (never, if
- * Infinity). Returns the media a restart finds (`seed` picks which unpersisted writes survived)
- * and how many write-backs ran. Each store `work` opened through `track` is dropped afterwards -
+ * Infinity). Returns the media a restart finds (`seed` picks which unpersisted writes survived),
+ * how many write-backs ran, and whether the power failed before `work` ended. Each store `work` opened through `track` is dropped afterwards -
  * closed, errors ignored, once the crash image is taken: a recovery slice it left pending on the
  * event loop, which a synchronous campaign never turns, would keep it and its media alive
  * (~1 MB per cut: a 30,000-point campaign ran out of memory).
  */
-export function runUntilPowerCut(media: SimulatedMedia, cutAt: number, seed: number, work: (track: (store: Store) => Store) => void): { media: SimulatedMedia; writeBacks: number } {
+export function runUntilPowerCut(media: SimulatedMedia, cutAt: number, seed: number, work: (track: (store: Store) => Store) => void): { media: SimulatedMedia; writeBacks: number; cut: boolean } {
   const opened: Store[] = [];
+  let cut = false;
   const before = media.writeBackCount;
   media.onWriteBack = (count) => {
     if (count - before >= cutAt) throw new PowerCut();
@@ -28,6 +29,7 @@ export function runUntilPowerCut(media: SimulatedMedia, cutAt: number, seed: num
     });
   } catch (err) {
     if (!(err instanceof PowerCut)) throw err;
+    cut = true;
   } finally {
     media.onWriteBack = undefined;
   }
@@ -40,5 +42,5 @@ export function runUntilPowerCut(media: SimulatedMedia, cutAt: number, seed: num
       // The in-memory store of a process that lost power: nothing of it is read again.
     }
   }
-  return { media: crashed, writeBacks };
+  return { media: crashed, writeBacks, cut };
 }
